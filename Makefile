@@ -1,0 +1,17 @@
+# The two commands a new user needs; each installs what it needs first.
+#   make run    the service, a local Redis and the ISMG simulator, until Ctrl-C
+#   make test   formatting, lint and the whole trial suite
+
+.PHONY: run test bench install
+
+install:
+	scripts/install
+
+run: install
+	.venv/bin/twistd --nodaemon --pidfile= cmppsvc --demo
+
+test:
+	scripts/test
+
+bench: install
+	.venv/bin/python -m bench.all
