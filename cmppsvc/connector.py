@@ -1,0 +1,506 @@
+"""All connections of one channel: reconnecting, pacing, and the queue of submits.
+
+``ChannelConnector`` keeps ``settings.connections`` CMPP connections, each in its own
+``twisted.application.internet.ClientService`` (one pending attempt per connection;
+stopping the channel cancels it).  The delay before each attempt comes from
+``cmppsvc.backoff`` by the kind of the last failure, so a gateway refusing our login
+sees attempts minutes apart, a dropped link is retried within seconds.
+
+Submits wait in one queue for a ready connection with a free window slot and a token
+of the channel's shared ``TokenBucket``; resends go ahead of the queue.
+
+Rules:
+
+- Flow control (SUBMIT_RESP Result 8): the bucket slows down (``TokenBucket.
+  slow_down``) and the same message goes back to the front of the queue, to be sent
+  with a new Sequence_Id, at most ``flow_control_retries`` times; after that the submit
+  resolves with its Result 8 outcome.  Rate warnings are logged at most once a second.
+- Connection lost with submits unanswered: each is resent on the next ready
+  connection with a new Sequence_Id, marked ``resent`` (the first copy may have reached
+  the gateway), and the lost send counts against ``attempts``; a submit that has used
+  all its attempts fails with ``SubmitUnknown``.
+- A SUBMIT_RESP for a submit that already failed goes to ``late_response(seq, resp)``
+  when given, so the channel can still record the Msg_Id.
+- Graceful stop: new submits fail with ``ChannelStopped``; queued ones too (or
+  ``SubmitUnknown`` when an earlier copy was sent); each ready connection waits at
+  most ``stop_timeout`` for its outstanding answers, sends TERMINATE and closes;
+  submits still unanswered then fail with ``SubmitUnknown``.
+- A cancelled submit Deferred that is still queued is dropped from the queue unsent.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+
+from twisted.application.internet import ClientService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from cmppsvc.backoff import STABLE_AFTER, ReconnectBackoff
+from cmppsvc.codec import CodecError, Deliver, Submit, SubmitResp
+from cmppsvc.owner import CLOSED, CLOSING, CONNECTING, LOGGING_IN, READY
+from cmppsvc.protocol import CMPPClientProtocol
+from cmppsvc.ratelimit import TokenBucket
+from cmppsvc.settings import ConnectionSettings
+from cmppsvc.window import (
+    ChannelStopped,
+    PendingSubmit,
+    SubmitFailed,
+    SubmitOutcome,
+    SubmitTimeout,
+    SubmitUnknown,
+    result_reason,
+)
+
+__all__ = [
+    "ChannelConnector",
+    "ChannelStopped",
+    "SubmitFailed",
+    "SubmitOutcome",
+    "SubmitTimeout",
+    "SubmitUnknown",
+    "tcp_endpoint",
+]
+
+FLOW_CONTROL = 8
+
+
+def tcp_endpoint(settings: ConnectionSettings) -> IStreamClientEndpoint:
+    """The default endpoint: TCP to ``settings.host:settings.port`` on the reactor."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    return TCP4ClientEndpoint(reactor, settings.host, settings.port, timeout=30)
+
+
+class _Connection(Factory):
+    """One connection slot of a channel: its factory, backoff and current protocol.
+
+    It is the ``ConnectionOwner`` of the protocols it builds and passes everything
+    that concerns the channel as a whole on to the connector.
+    """
+
+    noisy = False
+
+    def __init__(self, connector: ChannelConnector, index: int) -> None:
+        self.connector = connector
+        self.index = index
+        self.backoff = ReconnectBackoff(connector._random)
+        self.protocol: CMPPClientProtocol | None = None
+        self.state = CLOSED
+        self.retry_at: float | None = None
+        self.service: ClientService | None = None
+        self.next_seq = connector._next_seq
+
+    def buildProtocol(self, addr: object) -> CMPPClientProtocol:
+        """A fresh protocol for each TCP connection."""
+        connector = self.connector
+        protocol = CMPPClientProtocol(connector.settings, connector.clock, self)
+        self.protocol = protocol
+        return protocol
+
+    def retry_delay(self, attempt: int) -> float:
+        """``ClientService``'s retry policy: the backoff by the last failure's kind."""
+        delay = self.backoff.delay(attempt)
+        self.retry_at = self.connector.clock.seconds() + delay
+        self.state = CONNECTING
+        self.connector._state_changed(self, {"retry_in": delay})
+        return delay
+
+    def connection_state_changed(
+        self, protocol: CMPPClientProtocol, state: str
+    ) -> None:
+        self.state = state
+        self.retry_at = None
+        ready = self.connector._ready
+        if state == READY:
+            ready.append(protocol)
+        elif protocol in ready:
+            ready.remove(protocol)
+        self.connector._state_changed(self, {})
+
+    def connection_failed(
+        self, protocol: CMPPClientProtocol, kind: str, code: int | None, reason: str
+    ) -> None:
+        self.backoff.failed(kind)
+        self.connector._record_error(self, kind, code, reason)
+
+    def window_opened(self, protocol: CMPPClientProtocol) -> None:
+        self.connector._pump()
+
+    def flow_controlled(
+        self, protocol: CMPPClientProtocol, record: PendingSubmit
+    ) -> None:
+        self.connector._flow_controlled(record)
+
+    def late_response(self, seq: int, response: SubmitResp) -> None:
+        self.connector._late_response(seq, response)
+
+    def deliver_received(self, pdu: Deliver) -> None:
+        self.connector._deliver_received(pdu)
+
+    def connection_lost(
+        self, protocol: CMPPClientProtocol, outstanding: list[PendingSubmit]
+    ) -> None:
+        since = protocol.connected_since
+        if since is not None and self.connector.clock.seconds() - since >= STABLE_AFTER:
+            self.backoff.stable()
+        if self.protocol is protocol:
+            self.protocol = None
+        if outstanding:
+            self.connector._requeue_lost(outstanding)
+
+
+class ChannelConnector(Service):
+    """All connections of one channel: ClientServices with backoff, one rate limiter.
+
+    ``next_seq`` gives Sequence_Ids (synchronously); ``deliver_received`` is called
+    with every DELIVER after it was answered; ``endpoint_factory`` builds the endpoint
+    of each connection (default: TCP to the gateway); ``state_changed(state, info)``
+    hears every change of the channel's or a connection's state and every failure;
+    ``late_response(seq, resp)`` hears SUBMIT_RESPs that came after their submit
+    failed.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        clock: IReactorTime,
+        next_seq: Callable[[], int],
+        deliver_received: Callable[[Deliver], None],
+        endpoint_factory: Callable[[ConnectionSettings], IStreamClientEndpoint]
+        | None = None,
+        state_changed: Callable[[str, dict], None] | None = None,
+        late_response: Callable[[int, SubmitResp], None] | None = None,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._next_seq = next_seq
+        self._deliver = deliver_received
+        self._endpoint_factory = endpoint_factory or tcp_endpoint
+        self._on_state = state_changed
+        self._on_late = late_response
+        self._random = random_source
+        self.limiter = TokenBucket(settings.rate, clock)
+        self._queue: deque[PendingSubmit] = deque()
+        self._resends: deque[PendingSubmit] = deque()
+        self._ready: list[CMPPClientProtocol] = []
+        self._pumping = False
+        self._pump_again = False
+        self._wakeup = None
+        self._stopping = False
+        self._state = CLOSED
+        self._last_error: dict | None = None
+        self._last_flow_log = float("-inf")
+        self.late_responses = 0
+        self.connections = [_Connection(self, i) for i in range(settings.connections)]
+
+    # -- public API ------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start connecting every connection of the channel."""
+        super().startService()
+        self._stopping = False
+        for connection in self.connections:
+            connection.service = ClientService(
+                self._endpoint_factory(self.settings),
+                connection,
+                retryPolicy=connection.retry_delay,
+                clock=self.clock,
+            )
+            connection.state = CONNECTING
+            connection.service.startService()
+        self._state_changed(None, {})
+
+    def submit(
+        self, pdu: Submit, seq_assigned: Callable[[int], None] | None = None
+    ) -> Deferred:
+        """Send ``pdu`` once a connection, a rate token and a window slot allow.
+
+        Fires with a ``SubmitOutcome`` (any Result but 3 and 8, or 8 once the
+        flow-control retries are used up) or fails with a ``SubmitFailed``.
+        ``seq_assigned(seq)`` is called each time the submit gets a Sequence_Id,
+        before its bytes are written.  ``pdu.seq`` is overwritten.
+        """
+        if self._stopping or not self.running:
+            return fail(ChannelStopped("channel is not running"))
+
+        deferred: Deferred = Deferred()
+        self._queue.append(PendingSubmit(pdu, deferred, seq_assigned))
+        self._pump()
+        return deferred
+
+    def stopService(self) -> Deferred:
+        """Graceful stop: no new submits, bounded wait for answers, TERMINATE, close."""
+        super().stopService()
+        self._stopping = True
+        if self._wakeup is not None and self._wakeup.active():
+            self._wakeup.cancel()
+        self._wakeup = None
+        self._state_changed(None, {})
+
+        while self._resends or self._queue:
+            record = self._resends.popleft() if self._resends else self._queue.popleft()
+            if record.resent:
+                record.fail(
+                    SubmitUnknown(
+                        "channel stopped before resending a submit whose connection "
+                        "was lost: the gateway may hold it",
+                        record.seq,
+                        record.attempts,
+                    )
+                )
+            else:
+                record.fail(ChannelStopped("channel stopped before sending"))
+
+        closing = []
+        for connection in self.connections:
+            service = connection.service
+            if service is None:
+                continue
+            protocol = connection.protocol
+            if protocol is not None and protocol.state in (READY, CLOSING):
+                closing.append(
+                    protocol.stop().addCallback(
+                        lambda _, service=service: service.stopService()
+                    )
+                )
+            else:
+                closing.append(service.stopService())
+
+        def stopped(_: object) -> None:
+            for connection in self.connections:
+                connection.state = CLOSED
+                connection.retry_at = None
+            self._state_changed(None, {})
+
+        return DeferredList(closing).addCallback(stopped)
+
+    def status(self) -> dict:
+        """The channel's state, last error, window use and pace, as flat values.
+
+        Times are clock seconds; ``connected_since`` and the ``last_error_*`` values
+        are None when there is nothing to report.
+        """
+        ready_since = [
+            p.connected_since for p in self._ready if p.connected_since is not None
+        ]
+        error = self._last_error or {}
+        retries = [c.retry_at for c in self.connections if c.retry_at is not None]
+        return {
+            "state": self._state,
+            "connected_since": min(ready_since) if ready_since else None,
+            "last_error": error.get("reason"),
+            "last_error_kind": error.get("kind"),
+            "last_error_code": error.get("code"),
+            "last_error_at": error.get("at"),
+            "connections_ready": len(self._ready),
+            "connection_states": ",".join(c.state for c in self.connections),
+            "reconnect_failures": sum(c.backoff.failures for c in self.connections),
+            "next_attempt_at": min(retries) if retries else None,
+            "window_in_use": sum(len(p.outstanding) for p in self._ready),
+            "window": self.settings.window * len(self._ready),
+            "queued": len(self._queue) + len(self._resends),
+            "rate": self.limiter.rate,
+            "configured_rate": self.limiter.configured_rate,
+            "flow_control_episodes": self.limiter.flow_control_episodes,
+            "late_responses": self.late_responses,
+        }
+
+    # -- the queue -------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Send what the windows and the bucket allow; safe against re-entry."""
+        if self._pumping:
+            self._pump_again = True
+            return
+
+        self._pumping = True
+        try:
+            self._pump_again = True
+            while self._pump_again:
+                self._pump_again = False
+                self._pump_once()
+        finally:
+            self._pumping = False
+
+    def _pump_once(self) -> None:
+        resends, queue, ready = self._resends, self._queue, self._ready
+        if not (resends or queue) or not ready or self._stopping:
+            return
+
+        now = self.clock.seconds()
+        for protocol in list(ready) if len(ready) > 1 else ready:
+            free = protocol.window_free()
+            waiting = len(resends) + len(queue)
+            if free <= 0:
+                continue
+            if waiting == 0:
+                break
+
+            granted = self.limiter.take(min(free, waiting))
+            if granted == 0:
+                self._schedule_wakeup()
+                break
+
+            unused = self._send(protocol, granted, now)
+            protocol.flush()
+            if unused:
+                self.limiter.refund(unused)
+
+        if len(ready) > 1:
+            # Start with the next connection next time, so all share the load.
+            ready.append(ready.pop(0))
+
+    def _send(self, protocol: CMPPClientProtocol, count: int, now: float) -> int:
+        """Send up to ``count`` queued submits on ``protocol``; return unused tokens."""
+        resends, queue = self._resends, self._queue
+        while count > 0 and (resends or queue):
+            record = resends.popleft() if resends else queue.popleft()
+            if record.deferred.called:
+                continue
+            try:
+                protocol.send_submit(record, now)
+            except CodecError as error:
+                record.fail(SubmitFailed(f"cannot encode the submit: {error}"))
+                continue
+            count -= 1
+        return count
+
+    def _schedule_wakeup(self) -> None:
+        """One timer for the next token, however many submits wait for it."""
+        if self._wakeup is None:
+            self._wakeup = self.clock.callLater(self.limiter.delay(), self._wake)
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        self._pump()
+
+    # -- events from the connections -------------------------------------------
+
+    def _flow_controlled(self, record: PendingSubmit) -> None:
+        record.blind_sends = 0
+        record.flow_control_retries += 1
+        if record.flow_control_retries > self.settings.flow_control_retries:
+            now = self.clock.seconds()
+            record.succeed(
+                SubmitOutcome(
+                    record.seq,
+                    0,
+                    FLOW_CONTROL,
+                    result_reason(FLOW_CONTROL),
+                    record.sent_at,
+                    now,
+                    record.attempts,
+                    record.resent,
+                )
+            )
+            return
+
+        self.limiter.slow_down()
+        now = self.clock.seconds()
+        if now - self._last_flow_log >= 1.0:
+            self._last_flow_log = now
+            self.log.warn(
+                "gateway answered flow control, slowing down channel={channel} "
+                "rate={rate}",
+                channel=self.settings.channel_id,
+                rate=round(self.limiter.rate, 1),
+            )
+        self._resends.append(record)
+
+    def _requeue_lost(self, outstanding: list[PendingSubmit]) -> None:
+        """Apply the connection-loss rule to submits sent and never answered."""
+        attempts = self.settings.attempts
+        resent = 0
+        for record in outstanding:
+            if self._stopping:
+                reason = "channel stopped with the submit unanswered"
+            elif record.blind_sends >= attempts:
+                reason = f"connection lost after {record.blind_sends} unanswered sends"
+            else:
+                record.resent = True
+                self._resends.append(record)
+                resent += 1
+                continue
+            record.fail(
+                SubmitUnknown(
+                    f"{reason}: the gateway may hold it", record.seq, record.attempts
+                )
+            )
+
+        self.log.info(
+            "connection lost with submits unanswered channel={channel} "
+            "to_resend={resent} unknown={unknown}",
+            channel=self.settings.channel_id,
+            resent=resent,
+            unknown=len(outstanding) - resent,
+        )
+        self._pump()
+
+    def _late_response(self, seq: int, response: SubmitResp) -> None:
+        self.late_responses += 1
+        self.log.debug(
+            "late SUBMIT_RESP channel={channel} seq={seq}",
+            channel=self.settings.channel_id,
+            seq=seq,
+        )
+        if self._on_late is not None:
+            self._on_late(seq, response)
+
+    def _deliver_received(self, pdu: Deliver) -> None:
+        self._deliver(pdu)
+
+    def _record_error(
+        self, connection: _Connection, kind: str, code: int | None, reason: str
+    ) -> None:
+        """Keep the last failure in the channel's status and announce it."""
+        self._last_error = {
+            "kind": kind,
+            "code": code,
+            "reason": reason,
+            "connection": connection.index,
+            "at": self.clock.seconds(),
+        }
+        self._state_changed(
+            connection, {"error": reason, "error_kind": kind, "error_code": code}
+        )
+
+    def _state_changed(self, connection: _Connection | None, info: dict) -> None:
+        """Recompute the channel's state; tell the listener about any change."""
+        before = self._state
+        if self._stopping:
+            alive = any(
+                c.protocol is not None and c.protocol.state != CLOSED
+                for c in self.connections
+            )
+            self._state = CLOSING if alive else CLOSED
+        elif not self.running:
+            self._state = CLOSED
+        else:
+            states = {c.state for c in self.connections}
+            for state in (READY, LOGGING_IN, CONNECTING, CLOSING):
+                if state in states:
+                    self._state = state
+                    break
+
+        if self._state != before:
+            self.log.info(
+                "channel {channel} is {state}",
+                channel=self.settings.channel_id,
+                state=self._state,
+            )
+        if self._on_state is not None and (self._state != before or connection):
+            details = dict(info)
+            if connection is not None:
+                details["connection"] = connection.index
+                details["connection_state"] = connection.state
+            self._on_state(self._state, details)

@@ -1,0 +1,488 @@
+"""One CMPP connection: login, the window of submits, timeouts, heartbeat and TERMINATE.
+
+The connection moves through ``connecting`` -> ``logging in`` -> ``ready`` ->
+``closing`` -> ``closed``.  It sends nothing but CONNECT before a CONNECT_RESP with
+Status 0, and heartbeats only once logged in.  Its owner (the channel's connector)
+decides what is sent and when; the connection enforces the protocol's rules.
+
+Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``):
+
+- Timeouts and late answers: a submit unanswered after T is resent as the SAME bytes
+  with the SAME Sequence_Id (reference 9.1), so an answer to any send resolves it.
+  After N sends it fails with ``SubmitTimeout``; an answer arriving after that goes
+  to the owner's ``late_response(seq, resp)`` so the Msg_Id can still be recorded.
+  One periodic sweep checks all deadlines (at most W), not one timer per request.
+- The gateway's ACTIVE_TEST, DELIVER and TERMINATE are answered in the same reactor
+  turn whatever our window holds.  Everything produced while handling one read goes
+  out in one ``write``.
+- Bad input: a malformed PDU that still frames is logged and skipped (a DELIVER is
+  answered Result 1 when its header is readable); an unknown Command_Id is logged and
+  skipped; broken framing drops the connection.
+- Graceful stop: no new submits, at most ``stop_timeout`` for outstanding answers,
+  TERMINATE, close on TERMINATE_RESP or after ``stop_timeout`` more.  A gateway
+  TERMINATE is answered and the connection closed; the owner reconnects.
+- Connection lost: unanswered submits go back to the owner (``cmppsvc.connector``).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from cmppsvc.backoff import NETWORK
+from cmppsvc.codec import (
+    ActiveTestResp,
+    CodecError,
+    Deliver,
+    DeliverResp,
+    FrameBuffer,
+    SubmitResp,
+    Terminate,
+    TerminateResp,
+    decode,
+    encode,
+)
+from cmppsvc.codec import constants as command
+from cmppsvc.heartbeat import DEAD, Heartbeat
+from cmppsvc.login import Login, RefusalError
+from cmppsvc.owner import (
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    LOGGING_IN,
+    READY,
+    ConnectionOwner,
+)
+from cmppsvc.settings import ConnectionSettings
+from cmppsvc.window import (
+    PendingSubmit,
+    SubmitOutcome,
+    SubmitUnknown,
+    expire,
+    result_reason,
+)
+
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "CONNECTING",
+    "LOGGING_IN",
+    "READY",
+    "CMPPClientProtocol",
+    "ConnectionOwner",
+]
+
+FLOW_CONTROL = 8
+DUPLICATE_SEQUENCE = 3
+STRUCTURE_ERROR = 1
+
+
+class CMPPClientProtocol(Protocol):
+    """The SP side of one CMPP connection, driven by its ``ConnectionOwner``."""
+
+    log = Logger()
+
+    trace_pdus = False
+    """Log every PDU at debug; off by default because a log call per PDU costs more
+    than the PDU itself at full speed."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        clock: IReactorTime,
+        owner: ConnectionOwner,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner
+        self.state = CONNECTING
+        self.outstanding: dict[int, PendingSubmit] = {}
+        self.connected_since: float | None = None
+        self.last_error: str | None = None
+        self._version = settings.version
+        self._window = settings.window
+        self._timeout = settings.response_timeout
+        self._attempts = settings.attempts
+        self._frames = FrameBuffer()
+        self._out: list[bytes] = []
+        self._reading = False
+        self._sweep_interval = min(sweep_interval, settings.response_timeout / 4)
+        self._sweeper: LoopingCall | None = None
+        self._login: Login | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._terminate_seq: int | None = None
+        self._stop_timeout = settings.stop_timeout
+        self._stop_call = None
+        self._closed_waiters: list[Deferred] = []
+
+    def _fields(self) -> dict:
+        """The facts every state log line carries (never the password)."""
+        return {
+            "channel": self.settings.channel_id,
+            "account": self.settings.account,
+            "gateway": self.settings.gateway,
+        }
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.owner.connection_state_changed(self, state)
+
+    # -- sending ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything queued since the last flush in one call."""
+        if self._out and not self._reading and self.transport is not None:
+            out, self._out = self._out, []
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def window_free(self) -> int:
+        """How many more submits this connection may have unanswered right now."""
+        return self._window - len(self.outstanding)
+
+    def send_submit(self, record: PendingSubmit, now: float) -> None:
+        """Give ``record`` a fresh Sequence_Id and queue its SUBMIT (see ``flush``).
+
+        ``record.seq_assigned`` hears the seq before the bytes leave.  A CodecError
+        (a field the codec refuses) propagates with nothing sent or recorded.
+        """
+        seq = self.owner.next_seq()
+        pdu = record.pdu
+        pdu.seq = seq
+        frame = encode(pdu, self._version)
+        record.seq = seq
+        if record.seq_assigned is not None:
+            record.seq_assigned(seq)
+
+        record.frame = frame
+        record.attempts += 1
+        record.blind_sends += 1
+        record.sent_at = now
+        record.deadline = now + self._timeout
+        self.outstanding[seq] = record
+        self._out.append(frame)
+
+    # -- connection lifetime ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Log in: CONNECT is the only PDU sent until a CONNECT_RESP with Status 0."""
+        now = self.clock.seconds()
+        settings = self.settings
+        self._heartbeat = Heartbeat(
+            settings.heartbeat_interval,
+            self._timeout,
+            self._attempts,
+            self._version,
+            self.owner.next_seq,
+            now,
+        )
+        self._login = Login(settings, self.owner.next_seq(), now)
+        self.log.info(
+            "logging in channel={channel} account={account} gateway={gateway}",
+            **self._fields(),
+        )
+        self._set_state(LOGGING_IN)
+        self._out.append(self._login.frame)
+        self.flush()
+
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = self.clock
+        self._sweeper.start(self._sweep_interval, now=False)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Hand the unanswered submits to the owner and wake whoever waits for us."""
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        if self._stop_call is not None and self._stop_call.active():
+            self._stop_call.cancel()
+        self._stop_call = None
+        was_ready = self.state in (READY, CLOSING) and self.connected_since is not None
+        self._set_state(CLOSED)
+        if was_ready:
+            self.log.info(
+                "disconnected channel={channel} gateway={gateway} "
+                "unanswered={unanswered} reason={reason}",
+                unanswered=len(self.outstanding),
+                reason=reason.getErrorMessage(),
+                **self._fields(),
+            )
+
+        outstanding = list(self.outstanding.values())
+        self.outstanding.clear()
+        self.owner.connection_lost(self, outstanding)
+
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def stop(self) -> Deferred:
+        """Close gracefully; the Deferred fires once the connection is closed."""
+        if self.state == CLOSED:
+            return succeed(None)
+
+        waiter: Deferred = Deferred()
+        self._closed_waiters.append(waiter)
+        if self.state in (CONNECTING, LOGGING_IN):
+            self._set_state(CLOSING)
+            self.transport.loseConnection()
+        elif self.state == READY:
+            self._set_state(CLOSING)
+            if self.outstanding:
+                self._stop_call = self.clock.callLater(
+                    self._stop_timeout, self._send_terminate
+                )
+            else:
+                self._send_terminate()
+        return waiter
+
+    def _send_terminate(self) -> None:
+        """Say goodbye; close on TERMINATE_RESP, or abort after ``stop_timeout``."""
+        if self._stop_call is not None and self._stop_call.active():
+            self._stop_call.cancel()
+        if self._terminate_seq is not None:
+            return
+
+        self._terminate_seq = self.owner.next_seq()
+        self._out.append(encode(Terminate(seq=self._terminate_seq), self._version))
+        self.flush()
+        self._stop_call = self.clock.callLater(self._stop_timeout, self._abort)
+
+    def _abort(self) -> None:
+        """Drop the link at once: for a half-open link no flush would ever finish."""
+        self._stop_call = None
+        self.transport.abortConnection()
+
+    def _fail(self, kind: str, code: int | None, reason: str) -> None:
+        """Record why this connection is ending and tell the owner."""
+        self.last_error = reason
+        self.owner.connection_failed(self, kind, code, reason)
+
+    # -- receiving -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Handle every whole PDU in ``data``, then write all answers at once."""
+        now = self.clock.seconds()
+        self._heartbeat.last_received = now
+        try:
+            frames = self._frames.feed(data)
+        except CodecError as error:
+            self.log.error(
+                "broken framing, dropping channel={channel} gateway={gateway} "
+                "error={error}",
+                error=str(error),
+                **self._fields(),
+            )
+            self._fail(NETWORK, None, f"broken framing: {error}")
+            self._abort()
+            return
+
+        freed = False
+        self._reading = True
+        try:
+            for frame in frames:
+                if self.state == CLOSED:
+                    return
+                try:
+                    pdu = decode(frame, self._version)
+                except CodecError as error:
+                    if error.fatal:
+                        self._fail(NETWORK, None, f"undecodable PDU: {error}")
+                        self._abort()
+                        return
+                    self._skip(frame, error)
+                    continue
+
+                if self.trace_pdus:
+                    self.log.debug("received {pdu!r}", pdu=pdu)
+                if pdu.command_id == command.SUBMIT_RESP and self.state in (
+                    READY,
+                    CLOSING,
+                ):
+                    freed = self._submit_answered(pdu, now) or freed
+                elif pdu.command_id == command.DELIVER and self.state in (
+                    READY,
+                    CLOSING,
+                ):
+                    self._deliver(pdu)
+                else:
+                    self._other_pdu(pdu, now)
+        finally:
+            self._reading = False
+
+        if freed:
+            if self.state == READY:
+                self.owner.window_opened(self)
+            elif self.state == CLOSING and not self.outstanding:
+                self._send_terminate()
+        self.flush()
+
+    def _submit_answered(self, pdu: SubmitResp, now: float) -> bool:
+        """Resolve the submit ``pdu`` answers; True when it freed a window slot."""
+        record = self.outstanding.pop(pdu.seq, None)
+        if record is None:
+            self.owner.late_response(pdu.seq, pdu)
+            return False
+
+        result = pdu.result
+        if result == FLOW_CONTROL:
+            self.owner.flow_controlled(self, record)
+        elif result == DUPLICATE_SEQUENCE:
+            record.fail(
+                SubmitUnknown(
+                    "gateway answered duplicate message sequence (Result 3): "
+                    "it may or may not hold the message",
+                    pdu.seq,
+                    record.attempts,
+                )
+            )
+        else:
+            record.succeed(
+                SubmitOutcome(
+                    pdu.seq,
+                    pdu.msg_id,
+                    result,
+                    result_reason(result),
+                    record.sent_at,
+                    now,
+                    record.attempts,
+                    record.resent,
+                )
+            )
+        return True
+
+    def _deliver(self, pdu: Deliver) -> None:
+        """Answer at once, then hand over; a failing handler must not cost the link."""
+        answer = DeliverResp(msg_id=pdu.msg_id, result=0, seq=pdu.seq)
+        self._out.append(encode(answer, self._version))
+        try:
+            self.owner.deliver_received(pdu)
+        except Exception:
+            self.log.failure(
+                "deliver handler failed channel={channel} seq={seq}",
+                channel=self.settings.channel_id,
+                seq=pdu.seq,
+            )
+
+    def _other_pdu(self, pdu: object, now: float) -> None:
+        """Everything but SUBMIT_RESP and DELIVER, which are the hot path."""
+        command_id = pdu.command_id
+        if self.state == LOGGING_IN and command_id == command.CONNECT_RESP:
+            self._login_answered(pdu, now)
+        elif self.state not in (READY, CLOSING):
+            # Before login we may send nothing but CONNECT, so we cannot answer.
+            self.log.warn(
+                "ignored {name} before login channel={channel} seq={seq}",
+                name=pdu.name,
+                channel=self.settings.channel_id,
+                seq=pdu.seq,
+            )
+        elif command_id == command.ACTIVE_TEST:
+            self._out.append(encode(ActiveTestResp(seq=pdu.seq), self._version))
+        elif command_id == command.ACTIVE_TEST_RESP:
+            self._heartbeat.answered(pdu.seq)
+        elif command_id == command.TERMINATE:
+            self.log.info(
+                "gateway sent TERMINATE channel={channel} gateway={gateway}",
+                **self._fields(),
+            )
+            self._out.append(encode(TerminateResp(seq=pdu.seq), self._version))
+            self._set_state(CLOSING)
+            self._fail(NETWORK, None, "gateway sent TERMINATE")
+            self._reading = False
+            self.flush()
+            self.transport.loseConnection()
+        elif command_id == command.TERMINATE_RESP and pdu.seq == self._terminate_seq:
+            self.transport.loseConnection()
+        else:
+            self.log.info(
+                "ignored {name} channel={channel} seq={seq}",
+                name=pdu.name,
+                channel=self.settings.channel_id,
+                seq=pdu.seq,
+            )
+
+    def _login_answered(self, pdu: object, now: float) -> None:
+        """Ready on Status 0; any other Status ends the connection."""
+        try:
+            self._login.judge(pdu)
+        except RefusalError as refusal:
+            self._fail(refusal.kind, refusal.status, str(refusal))
+            self._set_state(CLOSING)
+            self.transport.loseConnection()
+            return
+
+        self.connected_since = now
+        self.last_error = None
+        self._set_state(READY)
+        self.owner.window_opened(self)
+
+    def _skip(self, frame: bytes, error: CodecError) -> None:
+        """Log a PDU that cannot be read; answer a DELIVER with Result 1."""
+        self.log.warn(
+            "skipped unreadable PDU channel={channel} gateway={gateway} error={error}",
+            error=str(error),
+            **self._fields(),
+        )
+        if (
+            error.command_id == command.DELIVER
+            and error.seq is not None
+            and self.state in (READY, CLOSING)
+        ):
+            msg_id = int.from_bytes(frame[12:20], "big") if len(frame) >= 20 else 0
+            answer = DeliverResp(msg_id=msg_id, result=STRUCTURE_ERROR, seq=error.seq)
+            self._out.append(encode(answer, self._version))
+
+    # -- timers ----------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """The one periodic check: login deadline, submit timeouts, heartbeat."""
+        now = self.clock.seconds()
+        if self.state == LOGGING_IN:
+            if now >= self._login.deadline:
+                self.log.warn(
+                    "login unanswered, dropping channel={channel} gateway={gateway}",
+                    **self._fields(),
+                )
+                self._fail(NETWORK, None, "login unanswered")
+                self._abort()
+            return
+        if self.state not in (READY, CLOSING):
+            return
+
+        freed = False
+        if self.outstanding:
+            resent, failed = expire(
+                self.outstanding, now, self._timeout, self._attempts, self._out
+            )
+            if resent or failed:
+                self.log.info(
+                    "submits unanswered channel={channel} resent={resent} "
+                    "failed={failed}",
+                    channel=self.settings.channel_id,
+                    resent=resent,
+                    failed=failed,
+                )
+            freed = failed > 0
+
+        if self.state == READY and self._heartbeat.check(now, self._out) == DEAD:
+            self.log.warn(
+                "heartbeat unanswered {sends} times, dropping channel={channel} "
+                "gateway={gateway}",
+                sends=self._heartbeat.sends,
+                **self._fields(),
+            )
+            self._fail(NETWORK, None, "heartbeat unanswered: link presumed dead")
+            self._abort()
+            return
+
+        self.flush()
+        if freed:
+            if self.state == READY:
+                self.owner.window_opened(self)
+            elif not self.outstanding:
+                self._send_terminate()
