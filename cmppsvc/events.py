@@ -1,0 +1,35 @@
+"""The events stream: submit results, reports, MO messages, state changes.
+
+Events are appended to the one stream ``cmppsvc:events`` through the write-behind
+queue, capped at about ``maxlen`` entries (``MAXLEN ~`` lets Redis trim whole
+nodes, which is cheap). The fields of each type are in the events contract.
+"""
+
+from cmppsvc import keys
+from cmppsvc.writebehind import WriteBehind
+
+#: Default cap of the events stream (approximate).
+MAXLEN = 1_000_000
+
+
+class EventWriter:
+    """Appends events to ``cmppsvc:events``, written behind."""
+
+    def __init__(self, writer: WriteBehind, maxlen: int = MAXLEN):
+        self.writer = writer
+        self.maxlen = maxlen
+        self._head = ("XADD", keys.EVENTS, "MAXLEN", "~", maxlen, "*")
+
+    def emit(self, fields: dict) -> int:
+        """Queue one event; values may be str, int or float (sent as text).
+
+        Returns the write-behind serial of the XADD. Raises ``TypeError`` for a
+        value of another type and ``ValueError`` for an empty event.
+        """
+        if not fields:
+            raise ValueError("an event needs at least one field")
+        arguments = list(self._head)
+        for name, value in fields.items():
+            arguments.append(name)
+            arguments.append(value)
+        return self.writer.queue(*arguments)

@@ -1,0 +1,71 @@
+"""Every Redis key name cmppsvc reads or writes, in one place.
+
+A key is built by one function here and nowhere else, so a rename touches one
+line and an operator can read the whole data layout on this page.
+
+| key | type | meaning |
+| --- | --- | --- |
+| ``channel-info:<id>`` | string (JSON) | channel configuration, written by the
+  operators' admin system, read only |
+| ``cmppsvc:mt:<id>`` | stream, consumer group ``cmppsvc`` | messages to send |
+| ``cmppsvc:events`` | stream (capped) | submit results, reports, MO, states |
+| ``cmppsvc:autostart`` | set of channel ids | channels started after a restart |
+| ``cmppsvc:seq:<id>`` | integer | Sequence_Id high-water mark (blocks are
+  reserved ahead with INCRBY) |
+| ``cmppsvc:inflight:<id>`` | hash seq -> JSON record | submits sent, not answered |
+| ``cmppsvc:msgid:<msg_id text>`` | hash, with a TTL | which message and segment a
+  Msg_Id belongs to; matches delivery reports |
+| ``cmppsvc:status:<id>`` | hash | channel state, last error, counters |
+| ``cmppsvc:lease:<id>`` | string with PX | which process owns a channel |
+| ``cmppsvc:control`` | pub/sub channel | operator commands between processes |
+"""
+
+#: Prefix of every key cmppsvc owns (``channel-info`` belongs to the admin system).
+PREFIX = "cmppsvc:"
+
+#: Consumer group every process uses on the MT streams.
+MT_GROUP = "cmppsvc"
+
+#: The events stream (one for all channels).
+EVENTS = PREFIX + "events"
+
+#: Set of channel ids to start after a restart.
+AUTOSTART = PREFIX + "autostart"
+
+#: Pub/sub channel for operator commands between processes.
+CONTROL = PREFIX + "control"
+
+
+def channel_info(channel_id: str) -> str:
+    """The channel configuration JSON, owned by the operators' admin system."""
+    return "channel-info:" + channel_id
+
+
+def mt_stream(channel_id: str) -> str:
+    """The stream of messages (MT) waiting to be sent on a channel."""
+    return PREFIX + "mt:" + channel_id
+
+
+def sequence(channel_id: str) -> str:
+    """The Sequence_Id high-water mark of a channel (grows forever)."""
+    return PREFIX + "seq:" + channel_id
+
+
+def inflight(channel_id: str) -> str:
+    """The hash of submits of a channel that are sent and not yet answered."""
+    return PREFIX + "inflight:" + channel_id
+
+
+def msgid(msg_id_text: str) -> str:
+    """The index entry of one Msg_Id, given in its canonical text form."""
+    return PREFIX + "msgid:" + msg_id_text
+
+
+def status(channel_id: str) -> str:
+    """The status hash of a channel (state, last error, counters)."""
+    return PREFIX + "status:" + channel_id
+
+
+def lease(channel_id: str) -> str:
+    """The lease naming the process that runs a channel."""
+    return PREFIX + "lease:" + channel_id

@@ -1,0 +1,326 @@
+"""The one write-behind pipeline every cmppsvc store writes through.
+
+Stores queue Redis commands and go on; the pipeline sends them in order, as
+batches, and keeps a batch until Redis has taken it. Per message a channel
+writes several commands (in-flight record, Msg_Id index, event, XACK), so the
+cost per command decides throughput. A batch therefore goes out as ONE command:
+an EVAL of a small Lua script that runs the queued commands one by one. Each
+command is encoded to RESP once, when queued; a batch is one transport write and
+one reply, with no Deferred per command. A side effect is that a batch is
+applied atomically: Redis runs all of it or none of it.
+
+Delivery is at least once: when a connection is lost after Redis ran a batch
+but before its reply arrived, the batch is sent again.
+"""
+
+from collections import deque
+from collections.abc import Callable
+
+import txredisapi
+from hiredis import pack_command
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+#: Default flush triggers: this many commands queued, or this many seconds
+#: since the first one was queued.
+MAX_BATCH = 1000
+INTERVAL = 0.005
+
+#: Default bound of the queue, in commands. Roughly 25 s of traffic at 20,000
+#: messages per second with four commands each; beyond it ``queue`` raises
+#: ``WriteBehindFull`` instead of growing without limit while Redis is away.
+MAX_QUEUE = 2_000_000
+
+#: Retry delays after a failed batch: first, growth factor, ceiling (seconds).
+RETRY_INITIAL = 0.05
+RETRY_FACTOR = 2.0
+RETRY_MAX = 5.0
+
+#: Seconds to wait for the reply of one batch before treating it as lost.
+REPLY_TIMEOUT = 30.0
+
+# Runs the batch: ARGV is, per command, its argument count then its arguments.
+# A command that fails (wrong type, bad argument) does not stop the others; its
+# position and error come back so the caller can log it. The shebang makes Redis
+# refuse the whole script up front when out of memory or read-only: the batch
+# then fails untouched and is retried as a whole.
+BATCH_SCRIPT = b"""#!lua
+local failed = {}
+local position = 1
+local index = 0
+local total = #ARGV
+while position <= total do
+  local size = tonumber(ARGV[position])
+  index = index + 1
+  local reply = redis.pcall(unpack(ARGV, position + 1, position + size))
+  if type(reply) == 'table' and reply.err then
+    failed[#failed + 1] = index
+    failed[#failed + 1] = reply.err
+  end
+  position = position + size + 1
+end
+return failed
+"""
+
+_BATCH_HEADER = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (
+    len(BATCH_SCRIPT),
+    BATCH_SCRIPT,
+)
+
+
+class WriteBehindFull(RuntimeError):  # noqa: N818 (reads as a state)
+    """The write-behind queue reached its limit (Redis away or too slow)."""
+
+
+def encode_command(arguments: tuple | list) -> tuple[bytes, int]:
+    """RESP of one queued command: its argument count, then its arguments.
+
+    Returns the bytes and how many RESP arguments they hold. Arguments are
+    str, bytes, int or float (floats as ``repr``); others raise ``TypeError``.
+    """
+    # hiredis encodes in C, about twice as fast as Python: this runs for every
+    # argument written. Its array header is dropped: the batch has its own.
+    try:
+        packed = pack_command((len(arguments), *arguments))
+    except TypeError:
+        packed = pack_command((len(arguments), *map(_plain, arguments)))
+    return packed[packed.index(b"\n") + 1 :], len(arguments) + 1
+
+
+def _plain(value):
+    # bool and other int subclasses are sent as their number
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str | bytes | float):
+        return value
+    raise TypeError(f"cannot send {type(value).__name__} to Redis")
+
+
+def _connection_of(redis) -> defer.Deferred:
+    """The txredisapi protocol instance to write a batch on."""
+    if isinstance(redis, txredisapi.ConnectionHandler):
+        return redis._factory.getConnection(peek=True)
+    return defer.succeed(redis)
+
+
+def _send_raw(connection, command: bytes) -> defer.Deferred:
+    # txredisapi has no public way to send pre-encoded bytes. Its own
+    # execute_command does exactly this: write, then take the next reply from
+    # the reply queue; doing both in one step keeps replies matched.
+    if not connection.connected:
+        raise txredisapi.ConnectionError("Not connected")
+    connection.transport.write(command)
+    return connection.replyQueue.get().addCallback(connection.handle_reply)
+
+
+class WriteBehind:
+    """Queue of Redis commands written in order, in batches, retried until taken.
+
+    ``queue(*arguments)`` is synchronous and cheap. A batch goes out when
+    ``max_batch`` commands wait, ``interval`` seconds after the first command of
+    an idle period was queued, or as soon as the previous batch is answered.
+    Only one batch is on the wire at a time, which keeps the order across
+    retries.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        redis,
+        clock: IReactorTime,
+        max_batch: int = MAX_BATCH,
+        interval: float = INTERVAL,
+        max_queue: int = MAX_QUEUE,
+        reply_timeout: float = REPLY_TIMEOUT,
+    ):
+        self.redis = redis
+        self.clock = clock
+        self.max_batch = max_batch
+        self.interval = interval
+        self.max_queue = max_queue
+        self.reply_timeout = reply_timeout
+
+        # Each queued item: (encoded command, RESP argument count).
+        self._queue = deque()
+        self._batch = None
+        self._timer = None
+        self._retry_timer = None
+        self._retry_delay = RETRY_INITIAL
+        self._failures = 0
+        self._queued = 0
+        self._written = 0
+        self._flush_waiters = deque()
+        self._before_send = []
+        self._after_write = []
+
+    @property
+    def backlog(self) -> int:
+        """Commands queued or on the wire, not yet written."""
+        return self._queued - self._written
+
+    @property
+    def written(self) -> int:
+        """Serial of the last command written (``queue`` returns serials)."""
+        return self._written
+
+    @property
+    def healthy(self) -> bool:
+        """False while batches are failing (Redis away or refusing)."""
+        return self._failures == 0
+
+    def queue(self, *arguments) -> int:
+        """Queue one Redis command; returns its serial number (1, 2, ...).
+
+        Raises ``WriteBehindFull`` when ``max_queue`` commands already wait.
+        """
+        if self._queued - self._written >= self.max_queue:
+            raise WriteBehindFull(
+                f"write-behind queue full ({self.max_queue} commands waiting): "
+                "Redis is unreachable or too slow"
+            )
+        self._queue.append(encode_command(arguments))
+        self._queued += 1
+        self._schedule()
+        return self._queued
+
+    def add_before_send(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` just before each batch is taken from the queue,
+        so a store can queue what it coalesced (status fields) at that moment."""
+        self._before_send.append(callback)
+
+    def add_after_write(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(written)`` after each batch Redis took, with the
+        serial of its last command."""
+        self._after_write.append(callback)
+
+    def request_send(self) -> None:
+        """Ask for a batch within ``interval`` even if nothing is queued yet
+        (a ``before_send`` callback has something to add)."""
+        if self._timer is None and self._batch is None:
+            self._timer = self.clock.callLater(self.interval, self._send)
+
+    def flush(self) -> defer.Deferred:
+        """Fires when every command queued before this call is written."""
+        self._collect()
+        if self._written >= self._queued:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._flush_waiters.append((self._queued, d))
+        if self._batch is None and self._retry_timer is None:
+            self._send()
+        return d
+
+    def stop(self) -> defer.Deferred:
+        """Flush, then cancel the timers. Bound the wait with ``addTimeout``:
+        while Redis is away it does not fire."""
+
+        def stopped(result):
+            self._cancel_timers()
+            return result
+
+        return self.flush().addBoth(stopped)
+
+    def _cancel_timers(self):
+        for timer in (self._timer, self._retry_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._retry_timer = None
+
+    def _collect(self):
+        for callback in self._before_send:
+            callback()
+
+    def _schedule(self):
+        if self._batch is not None or self._retry_timer is not None:
+            return
+        if len(self._queue) >= self.max_batch:
+            self._send()
+        elif self._timer is None:
+            self._timer = self.clock.callLater(self.interval, self._send)
+
+    def _send(self):
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if self._batch is None:
+            self._collect()
+            if not self._queue:
+                return
+            self._batch = self._take()
+
+        parts, count, size = self._batch
+        command = b"*%d\r\n%b%b" % (count + 3, _BATCH_HEADER, b"".join(parts))
+        d = _connection_of(self.redis)
+        d.addCallback(_send_raw, command)
+        d.addTimeout(self.reply_timeout, self.clock)
+        d.addCallbacks(self._batch_written, self._batch_failed)
+
+    def _take(self):
+        parts = []
+        count = 0
+        queue = self._queue
+        size = min(len(queue), self.max_batch)
+        for _ in range(size):
+            part, arguments = queue.popleft()
+            parts.append(part)
+            count += arguments
+        return parts, count, size
+
+    def _batch_written(self, failed):
+        self._report_failed_commands(failed)
+        size = self._batch[2]
+        self._batch = None
+        self._written += size
+
+        if self._failures:
+            self.log.info(
+                "Redis writes resumed after {failures} failed attempts, "
+                "backlog={backlog}",
+                failures=self._failures,
+                backlog=self.backlog,
+            )
+        self._failures = 0
+        self._retry_delay = RETRY_INITIAL
+
+        for callback in self._after_write:
+            callback(self._written)
+        waiters = self._flush_waiters
+        while waiters and waiters[0][0] <= self._written:
+            waiters.popleft()[1].callback(None)
+
+        if self._queue or waiters:
+            self._send()
+
+    def _report_failed_commands(self, failed):
+        # failed is [index, error, index, error, ...]; a command Redis refused
+        # is a bug or bad data, retrying would fail the same way.
+        batch_parts = self._batch[0]
+        for position in range(0, len(failed or ()), 2):
+            index, error = failed[position], failed[position + 1]
+            name = batch_parts[int(index) - 1].split(b"\r\n")[3][:32]
+            self.log.error(
+                "Redis refused a written-behind command command={command} "
+                "error={error}",
+                command=name.decode("ascii", "replace"),
+                error=error,
+            )
+
+    def _batch_failed(self, failure):
+        self._failures += 1
+        if self._failures == 1:
+            self.log.error(
+                "Redis writes failing, retrying with backoff: {cause} "
+                "backlog={backlog}",
+                cause=failure.getErrorMessage() or failure.type.__name__,
+                backlog=self.backlog,
+            )
+        delay = self._retry_delay
+        self._retry_delay = min(self._retry_delay * RETRY_FACTOR, RETRY_MAX)
+        self._retry_timer = self.clock.callLater(delay, self._retry)
+
+    def _retry(self):
+        self._retry_timer = None
+        self._send()
