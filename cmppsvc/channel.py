@@ -1,0 +1,222 @@
+"""One configured channel as a Twisted service.
+
+A channel is an account on one gateway, configured by its `channel-info:<id>`
+record. Its service owns the reconnecting connector (all its connections), the
+Sequence_Id allocator, the in-flight store, the MT and DELIVER flows and the
+channel's status hash. The stores it writes through (events, Msg_Id index,
+status, MT reader) are shared by every channel of the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from cmppsvc.config import ChannelConfig
+from cmppsvc.connector import ChannelConnector
+from cmppsvc.inbound import InboundFlow
+from cmppsvc.inflight import InFlightStore
+from cmppsvc.latency import ChannelLatencies
+from cmppsvc.outbound import OutboundFlow
+from cmppsvc.sequence import SequenceAllocator
+from cmppsvc.settings import ConnectionSettings
+
+log = Logger(namespace="cmppsvc.channel")
+
+# How often counters and latency summaries are written to the status hash.
+STATUS_INTERVAL = 5.0
+
+
+@attrs.define
+class SharedStores:
+    """What every channel of one process writes through."""
+
+    redis: Any
+    writer: Any
+    events: Any
+    msgindex: Any
+    status: Any
+    mt_reader: Any
+    sequence_store: Any
+
+
+def connection_settings(config: ChannelConfig) -> ConnectionSettings:
+    """The connector's settings taken from a channel record."""
+    return ConnectionSettings(
+        channel_id=config.channel_id,
+        account=config.account,
+        password=config.password,
+        version=config.cmpp_version,
+        host=config.gateway_host,
+        port=config.gateway_port,
+        window=config.window,
+        response_timeout=config.response_timeout,
+        attempts=config.attempts,
+        heartbeat_interval=config.heartbeat_interval,
+        connections=config.connections,
+        rate=config.rate,
+        flow_control_retries=config.flow_control_retries,
+        stop_timeout=config.stop_timeout,
+    )
+
+
+class ChannelService(Service):
+    """Runs one channel: connects, sends its MT stream, records the outcomes."""
+
+    def __init__(
+        self,
+        config: ChannelConfig,
+        stores: SharedStores,
+        clock: IReactorTime,
+        endpoint_factory: Callable[[ConnectionSettings], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.channel_id
+        self._stores = stores
+        self._clock = clock
+        self._endpoint_factory = endpoint_factory
+        self.latencies = ChannelLatencies()
+        self.state = "stopped"
+        self.last_error = ""
+        self._status_call: Any = None
+        self.connector: ChannelConnector | None = None
+        self.outbound: OutboundFlow | None = None
+        self.inbound: InboundFlow | None = None
+
+    @defer.inlineCallbacks
+    def startService(self):
+        """Reserve Sequence_Ids, connect, and start reading the MT stream."""
+        Service.startService(self)
+        config = self.config
+        stores = self._stores
+        self._set_state("starting")
+
+        self.allocator = SequenceAllocator(
+            stores.sequence_store, config.channel_id, self._clock
+        )
+        yield self.allocator.start()
+        self.inflight = InFlightStore(stores.writer, stores.redis, config.channel_id)
+
+        self.inbound = InboundFlow(
+            config.channel_id,
+            self._clock,
+            stores.msgindex,
+            stores.events,
+            self.latencies.response_to_report,
+            config.windowstats,
+        )
+        self.connector = ChannelConnector(
+            connection_settings(config),
+            self._clock,
+            self.allocator.next,
+            self.inbound.deliver_received,
+            self._endpoint_factory,
+            self._connection_state_changed,
+        )
+        self.outbound = OutboundFlow(
+            config,
+            self.connector,
+            self._clock,
+            self.inflight,
+            stores.msgindex,
+            stores.events,
+            self._acknowledge,
+            self.latencies.submit_to_response,
+            config.windowstats,
+        )
+        self.connector.startService()
+        stores.mt_reader.add_channel(
+            config.channel_id, self.outbound.entries_arrived, self._capacity
+        )
+        self._set_state("running")
+        self._write_status_periodically()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Stop reading, let outstanding submits finish, disconnect, flush."""
+        Service.stopService(self)
+        self._stores.mt_reader.remove_channel(self.config.channel_id)
+        if self._status_call is not None and self._status_call.active():
+            self._status_call.cancel()
+
+        if self.connector is not None:
+            yield self.connector.stopService()
+        self._set_state("stopped")
+        self._write_status()
+        yield self._stores.writer.flush()
+
+    def _capacity(self) -> int:
+        connector = self.connector
+        if self.outbound is None or connector is None:
+            return 0
+        return self.outbound.capacity()
+
+    def _acknowledge(self, entry_id: str) -> None:
+        self._stores.mt_reader.ack(self.config.channel_id, [entry_id])
+
+    def _connection_state_changed(self, state: str, details: dict) -> None:
+        error = details.get("error")
+        if error:
+            self.last_error = str(error)
+        self._stores.events.emit(
+            {
+                "type": "state",
+                "channel": self.config.channel_id,
+                "id": "",
+                "state": state,
+                "reason": self.last_error if error else "",
+            }
+        )
+        self._write_status()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        log.info(
+            "channel {channel} {state}", channel=self.config.channel_id, state=state
+        )
+        self._write_status()
+
+    def status(self) -> dict[str, Any]:
+        """State, connection facts, counters and latencies, without secrets."""
+        status: dict[str, Any] = {
+            "channel": self.config.channel_id,
+            "state": self.state,
+            "last_error": self.last_error,
+            "gateway": f"{self.config.gateway_host}:{self.config.gateway_port}",
+            "account": self.config.account,
+            "version": hex(self.config.cmpp_version),
+        }
+        if self.connector is not None:
+            status.update(
+                {f"connection_{k}": v for k, v in self.connector.status().items()}
+            )
+        if self.outbound is not None:
+            status.update(self.outbound.counters)
+            status["pending_parts"] = self.outbound.pending_parts
+        if self.inbound is not None:
+            status.update(self.inbound.counters)
+        for name, summary in self.latencies.summary().items():
+            for key, value in summary.items():
+                status[f"{name}_{key}"] = value
+        return status
+
+    def _write_status(self) -> None:
+        fields = {
+            key: "" if value is None else value
+            for key, value in self.status().items()
+            if isinstance(value, (str, int, float, type(None)))
+        }
+        self._stores.status.update(self.config.channel_id, fields)
+
+    def _write_status_periodically(self) -> None:
+        self._write_status()
+        if self.running:
+            self._status_call = self._clock.callLater(
+                STATUS_INTERVAL, self._write_status_periodically
+            )

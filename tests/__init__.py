@@ -1,0 +1,1 @@
+"""cmppsvc test suite (run with trial)."""
