@@ -199,7 +199,7 @@ class WriteBehind:
         """Ask for a batch within ``interval`` even if nothing is queued yet
         (a ``before_send`` callback has something to add)."""
         if self._timer is None and self._batch is None:
-            self._timer = self.clock.callLater(self.interval, self._send)
+            self._timer = self.clock.callLater(self.interval, self._interval_passed)
 
     def flush(self) -> defer.Deferred:
         """Fires when every command queued before this call is written."""
@@ -238,7 +238,14 @@ class WriteBehind:
         if len(self._queue) >= self.max_batch:
             self._send()
         elif self._timer is None:
-            self._timer = self.clock.callLater(self.interval, self._send)
+            self._timer = self.clock.callLater(self.interval, self._interval_passed)
+
+    def _interval_passed(self):
+        # A batch on the wire or waiting to be retried is the one to finish
+        # first; its completion sends what was queued meanwhile.
+        self._timer = None
+        if self._batch is None and self._retry_timer is None:
+            self._send()
 
     def _send(self):
         if self._timer is not None:
