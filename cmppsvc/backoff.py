@@ -11,7 +11,7 @@ several connections or processes never retry in step.  The curves are Twisted's 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from twisted.application.internet import backoffPolicy
 
@@ -52,6 +52,7 @@ delays grow instead of a reconnect every second."""
 class ReconnectBackoff:
     """Counts one connection's failures in a row and gives the next delay.
 
+    ``curves`` replaces ``CURVES`` (tests and benchmarks use short delays).
     Hand ``delay`` to ``ClientService`` as its ``retryPolicy``.  ``ClientService``
     counts its own failures only until a TCP connection is made, and a login refusal
     comes after that, so this object keeps the count itself: ``failed(kind)`` is told
@@ -59,7 +60,11 @@ class ReconnectBackoff:
     resets the count once a login has held.
     """
 
-    def __init__(self, random_source: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        random_source: Callable[[], float] = random.random,
+        curves: Mapping[str, tuple[float, float, float, float]] | None = None,
+    ) -> None:
         self._policies = {
             kind: backoffPolicy(
                 initialDelay=first,
@@ -67,7 +72,7 @@ class ReconnectBackoff:
                 factor=factor,
                 jitter=lambda spread=spread: spread * random_source(),
             )
-            for kind, (first, cap, factor, spread) in CURVES.items()
+            for kind, (first, cap, factor, spread) in (curves or CURVES).items()
         }
         self.failures = 0
         self.kind = NETWORK

@@ -22,9 +22,10 @@ Rules:
 - A SUBMIT_RESP for a submit that already failed goes to ``late_response(seq, resp)``
   when given, so the channel can still record the Msg_Id.
 - Graceful stop: new submits fail with ``ChannelStopped``; queued ones too (or
-  ``SubmitUnknown`` when an earlier copy was sent); each ready connection waits at
-  most ``stop_timeout`` for its outstanding answers, sends TERMINATE and closes;
-  submits still unanswered then fail with ``SubmitUnknown``.
+  ``SubmitUnknown`` when an earlier copy was sent), and so does one answered Result 8
+  meanwhile; each ready connection waits at most ``stop_timeout`` for its
+  outstanding answers, sends TERMINATE and closes; submits still unanswered then
+  fail with ``SubmitUnknown``.
 - A cancelled submit Deferred that is still queued is dropped from the queue unsent.
 """
 
@@ -32,21 +33,19 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from cmppsvc.backoff import STABLE_AFTER, ReconnectBackoff
 from cmppsvc.codec import CodecError, Deliver, Submit, SubmitResp
 from cmppsvc.owner import CLOSED, CLOSING, CONNECTING, LOGGING_IN, READY
 from cmppsvc.protocol import CMPPClientProtocol
 from cmppsvc.ratelimit import TokenBucket
 from cmppsvc.settings import ConnectionSettings
+from cmppsvc.slot import ConnectionSlot
 from cmppsvc.window import (
     ChannelStopped,
     PendingSubmit,
@@ -54,6 +53,7 @@ from cmppsvc.window import (
     SubmitOutcome,
     SubmitTimeout,
     SubmitUnknown,
+    fail_unsent,
     result_reason,
 )
 
@@ -78,84 +78,6 @@ def tcp_endpoint(settings: ConnectionSettings) -> IStreamClientEndpoint:
     return TCP4ClientEndpoint(reactor, settings.host, settings.port, timeout=30)
 
 
-class _Connection(Factory):
-    """One connection slot of a channel: its factory, backoff and current protocol.
-
-    It is the ``ConnectionOwner`` of the protocols it builds and passes everything
-    that concerns the channel as a whole on to the connector.
-    """
-
-    noisy = False
-
-    def __init__(self, connector: ChannelConnector, index: int) -> None:
-        self.connector = connector
-        self.index = index
-        self.backoff = ReconnectBackoff(connector._random)
-        self.protocol: CMPPClientProtocol | None = None
-        self.state = CLOSED
-        self.retry_at: float | None = None
-        self.service: ClientService | None = None
-        self.next_seq = connector._next_seq
-
-    def buildProtocol(self, addr: object) -> CMPPClientProtocol:
-        """A fresh protocol for each TCP connection."""
-        connector = self.connector
-        protocol = CMPPClientProtocol(connector.settings, connector.clock, self)
-        self.protocol = protocol
-        return protocol
-
-    def retry_delay(self, attempt: int) -> float:
-        """``ClientService``'s retry policy: the backoff by the last failure's kind."""
-        delay = self.backoff.delay(attempt)
-        self.retry_at = self.connector.clock.seconds() + delay
-        self.state = CONNECTING
-        self.connector._state_changed(self, {"retry_in": delay})
-        return delay
-
-    def connection_state_changed(
-        self, protocol: CMPPClientProtocol, state: str
-    ) -> None:
-        self.state = state
-        self.retry_at = None
-        ready = self.connector._ready
-        if state == READY:
-            ready.append(protocol)
-        elif protocol in ready:
-            ready.remove(protocol)
-        self.connector._state_changed(self, {})
-
-    def connection_failed(
-        self, protocol: CMPPClientProtocol, kind: str, code: int | None, reason: str
-    ) -> None:
-        self.backoff.failed(kind)
-        self.connector._record_error(self, kind, code, reason)
-
-    def window_opened(self, protocol: CMPPClientProtocol) -> None:
-        self.connector._pump()
-
-    def flow_controlled(
-        self, protocol: CMPPClientProtocol, record: PendingSubmit
-    ) -> None:
-        self.connector._flow_controlled(record)
-
-    def late_response(self, seq: int, response: SubmitResp) -> None:
-        self.connector._late_response(seq, response)
-
-    def deliver_received(self, pdu: Deliver) -> None:
-        self.connector._deliver_received(pdu)
-
-    def connection_lost(
-        self, protocol: CMPPClientProtocol, outstanding: list[PendingSubmit]
-    ) -> None:
-        since = protocol.connected_since
-        if since is not None and self.connector.clock.seconds() - since >= STABLE_AFTER:
-            self.backoff.stable()
-        if self.protocol is protocol:
-            self.protocol = None
-        if outstanding:
-            self.connector._requeue_lost(outstanding)
-
-
 class ChannelConnector(Service):
     """All connections of one channel: ClientServices with backoff, one rate limiter.
 
@@ -164,7 +86,8 @@ class ChannelConnector(Service):
     of each connection (default: TCP to the gateway); ``state_changed(state, info)``
     hears every change of the channel's or a connection's state and every failure;
     ``late_response(seq, resp)`` hears SUBMIT_RESPs that came after their submit
-    failed.
+    failed.  ``random_source`` and ``backoff_curves`` (see ``cmppsvc.backoff``) shape
+    the reconnect delays; tests and benchmarks shorten them.
     """
 
     log = Logger()
@@ -180,6 +103,7 @@ class ChannelConnector(Service):
         state_changed: Callable[[str, dict], None] | None = None,
         late_response: Callable[[int, SubmitResp], None] | None = None,
         random_source: Callable[[], float] = random.random,
+        backoff_curves: Mapping[str, tuple[float, float, float, float]] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -189,6 +113,7 @@ class ChannelConnector(Service):
         self._on_state = state_changed
         self._on_late = late_response
         self._random = random_source
+        self._curves = backoff_curves
         self.limiter = TokenBucket(settings.rate, clock)
         self._queue: deque[PendingSubmit] = deque()
         self._resends: deque[PendingSubmit] = deque()
@@ -201,7 +126,9 @@ class ChannelConnector(Service):
         self._last_error: dict | None = None
         self._last_flow_log = float("-inf")
         self.late_responses = 0
-        self.connections = [_Connection(self, i) for i in range(settings.connections)]
+        self.connections = [
+            ConnectionSlot(self, index) for index in range(settings.connections)
+        ]
 
     # -- public API ------------------------------------------------------------
 
@@ -210,14 +137,7 @@ class ChannelConnector(Service):
         super().startService()
         self._stopping = False
         for connection in self.connections:
-            connection.service = ClientService(
-                self._endpoint_factory(self.settings),
-                connection,
-                retryPolicy=connection.retry_delay,
-                clock=self.clock,
-            )
-            connection.state = CONNECTING
-            connection.service.startService()
+            connection.start(self._endpoint_factory(self.settings))
         self._state_changed(None, {})
 
     def submit(
@@ -234,8 +154,12 @@ class ChannelConnector(Service):
             return fail(ChannelStopped("channel is not running"))
 
         deferred: Deferred = Deferred()
-        self._queue.append(PendingSubmit(pdu, deferred, seq_assigned))
-        self._pump()
+        queue = self._queue
+        queue.append(PendingSubmit(pdu, deferred, seq_assigned))
+        if (len(queue) == 1 and not self._resends) or self._pumping:
+            # Submits already waiting mean no slot or no token is free now; the
+            # answer that frees one, or the rate timer, pumps again.
+            self._pump()
         return deferred
 
     def stopService(self) -> Deferred:
@@ -249,32 +173,9 @@ class ChannelConnector(Service):
 
         while self._resends or self._queue:
             record = self._resends.popleft() if self._resends else self._queue.popleft()
-            if record.resent:
-                record.fail(
-                    SubmitUnknown(
-                        "channel stopped before resending a submit whose connection "
-                        "was lost: the gateway may hold it",
-                        record.seq,
-                        record.attempts,
-                    )
-                )
-            else:
-                record.fail(ChannelStopped("channel stopped before sending"))
+            fail_unsent(record)
 
-        closing = []
-        for connection in self.connections:
-            service = connection.service
-            if service is None:
-                continue
-            protocol = connection.protocol
-            if protocol is not None and protocol.state in (READY, CLOSING):
-                closing.append(
-                    protocol.stop().addCallback(
-                        lambda _, service=service: service.stopService()
-                    )
-                )
-            else:
-                closing.append(service.stopService())
+        closing = [c.stop() for c in self.connections if c.service is not None]
 
         def stopped(_: object) -> None:
             for connection in self.connections:
@@ -387,6 +288,11 @@ class ChannelConnector(Service):
     # -- events from the connections -------------------------------------------
 
     def _flow_controlled(self, record: PendingSubmit) -> None:
+        if self._stopping:
+            # Refused with Result 8, so the gateway does not hold it: safe to retry.
+            record.fail(ChannelStopped("channel stopped before resending a submit"))
+            return
+
         record.blind_sends = 0
         record.flow_control_retries += 1
         if record.flow_control_retries > self.settings.flow_control_retries:
@@ -456,11 +362,8 @@ class ChannelConnector(Service):
         if self._on_late is not None:
             self._on_late(seq, response)
 
-    def _deliver_received(self, pdu: Deliver) -> None:
-        self._deliver(pdu)
-
     def _record_error(
-        self, connection: _Connection, kind: str, code: int | None, reason: str
+        self, connection: ConnectionSlot, kind: str, code: int | None, reason: str
     ) -> None:
         """Keep the last failure in the channel's status and announce it."""
         self._last_error = {
@@ -474,7 +377,7 @@ class ChannelConnector(Service):
             connection, {"error": reason, "error_kind": kind, "error_code": code}
         )
 
-    def _state_changed(self, connection: _Connection | None, info: dict) -> None:
+    def _state_changed(self, connection: ConnectionSlot | None, info: dict) -> None:
         """Recompute the channel's state; tell the listener about any change."""
         before = self._state
         if self._stopping:

@@ -5,7 +5,9 @@ The connection moves through ``connecting`` -> ``logging in`` -> ``ready`` ->
 Status 0, and heartbeats only once logged in.  Its owner (the channel's connector)
 decides what is sent and when; the connection enforces the protocol's rules.
 
-Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``):
+Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``, the other
+control PDUs and unreadable ones in ``cmppsvc.sessionpdus``, our graceful stop in
+``cmppsvc.stopping``):
 
 - Timeouts and late answers: a submit unanswered after T is resent as the SAME bytes
   with the SAME Sequence_Id (reference 9.1), so an answer to any send resolves it.
@@ -14,19 +16,16 @@ Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``):
   One periodic sweep checks all deadlines (at most W), not one timer per request.
 - The gateway's ACTIVE_TEST, DELIVER and TERMINATE are answered in the same reactor
   turn whatever our window holds.  Everything produced while handling one read goes
-  out in one ``write``.
-- Bad input: a malformed PDU that still frames is logged and skipped (a DELIVER is
-  answered Result 1 when its header is readable); an unknown Command_Id is logged and
-  skipped; broken framing drops the connection.
-- Graceful stop: no new submits, at most ``stop_timeout`` for outstanding answers,
-  TERMINATE, close on TERMINATE_RESP or after ``stop_timeout`` more.  A gateway
-  TERMINATE is answered and the connection closed; the owner reconnects.
-- Connection lost: unanswered submits go back to the owner (``cmppsvc.connector``).
+  out in one ``write``.  SUBMIT_RESP is read in place, without a PDU object.
+- Broken framing drops the connection.  Connection lost: unanswered submits go back
+  to the owner (``cmppsvc.connector``); a loss nobody chose is reported to it as a
+  network failure, so the channel's status shows it.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+import struct
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
@@ -35,20 +34,17 @@ from twisted.python.failure import Failure
 
 from cmppsvc.backoff import NETWORK
 from cmppsvc.codec import (
-    ActiveTestResp,
+    VERSION_30,
     CodecError,
     Deliver,
-    DeliverResp,
     FrameBuffer,
     SubmitResp,
-    Terminate,
-    TerminateResp,
     decode,
     encode,
 )
 from cmppsvc.codec import constants as command
 from cmppsvc.heartbeat import DEAD, Heartbeat
-from cmppsvc.login import Login, RefusalError
+from cmppsvc.login import Login
 from cmppsvc.owner import (
     CLOSED,
     CLOSING,
@@ -57,7 +53,9 @@ from cmppsvc.owner import (
     READY,
     ConnectionOwner,
 )
+from cmppsvc.sessionpdus import ControlMessages
 from cmppsvc.settings import ConnectionSettings
+from cmppsvc.stopping import GracefulStop
 from cmppsvc.window import (
     PendingSubmit,
     SubmitOutcome,
@@ -78,10 +76,19 @@ __all__ = [
 
 FLOW_CONTROL = 8
 DUPLICATE_SEQUENCE = 3
-STRUCTURE_ERROR = 1
+
+_SUBMIT_RESP = {
+    # Total_Length -> the frame's layout; 2.0 has a 1-byte Result, 3.0 (and some
+    # 2.0 gateways) a 4-byte one.  Other lengths take the codec's path.
+    21: struct.Struct(">IIIQB"),
+    24: struct.Struct(">IIIQI"),
+}
+_DELIVER_RESP_20 = struct.Struct(">IIIQB")
+_DELIVER_RESP_30 = struct.Struct(">IIIQI")
+_SEQ = struct.Struct(">I")
 
 
-class CMPPClientProtocol(Protocol):
+class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
     """The SP side of one CMPP connection, driven by its ``ConnectionOwner``."""
 
     log = Logger()
@@ -115,10 +122,11 @@ class CMPPClientProtocol(Protocol):
         self._sweeper: LoopingCall | None = None
         self._login: Login | None = None
         self._heartbeat: Heartbeat | None = None
-        self._terminate_seq: int | None = None
-        self._stop_timeout = settings.stop_timeout
-        self._stop_call = None
-        self._closed_waiters: list[Deferred] = []
+        self._failed = False
+        self._deliver_resp = (
+            _DELIVER_RESP_30 if settings.version >= VERSION_30 else _DELIVER_RESP_20
+        )
+        self._init_stop(settings.stop_timeout)
 
     def _fields(self) -> dict:
         """The facts every state log line carries (never the password)."""
@@ -154,7 +162,12 @@ class CMPPClientProtocol(Protocol):
         seq = self.owner.next_seq()
         pdu = record.pdu
         pdu.seq = seq
-        frame = encode(pdu, self._version)
+        frame = record.frame
+        if frame:
+            # A resend with a new seq: only the header's Sequence_Id changes.
+            frame = frame[:8] + _SEQ.pack(seq) + frame[12:]
+        else:
+            frame = encode(pdu, self._version)
         record.seq = seq
         if record.seq_assigned is not None:
             record.seq_assigned(seq)
@@ -198,9 +211,9 @@ class CMPPClientProtocol(Protocol):
         """Hand the unanswered submits to the owner and wake whoever waits for us."""
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
-        if self._stop_call is not None and self._stop_call.active():
-            self._stop_call.cancel()
-        self._stop_call = None
+        if not self._failed and self.state != CLOSING:
+            # Nobody chose this end: it is a network failure, for the status too.
+            self._fail(NETWORK, None, f"connection lost: {reason.getErrorMessage()}")
         was_ready = self.state in (READY, CLOSING) and self.connected_since is not None
         self._set_state(CLOSED)
         if was_ready:
@@ -215,51 +228,12 @@ class CMPPClientProtocol(Protocol):
         outstanding = list(self.outstanding.values())
         self.outstanding.clear()
         self.owner.connection_lost(self, outstanding)
-
-        waiters, self._closed_waiters = self._closed_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def stop(self) -> Deferred:
-        """Close gracefully; the Deferred fires once the connection is closed."""
-        if self.state == CLOSED:
-            return succeed(None)
-
-        waiter: Deferred = Deferred()
-        self._closed_waiters.append(waiter)
-        if self.state in (CONNECTING, LOGGING_IN):
-            self._set_state(CLOSING)
-            self.transport.loseConnection()
-        elif self.state == READY:
-            self._set_state(CLOSING)
-            if self.outstanding:
-                self._stop_call = self.clock.callLater(
-                    self._stop_timeout, self._send_terminate
-                )
-            else:
-                self._send_terminate()
-        return waiter
-
-    def _send_terminate(self) -> None:
-        """Say goodbye; close on TERMINATE_RESP, or abort after ``stop_timeout``."""
-        if self._stop_call is not None and self._stop_call.active():
-            self._stop_call.cancel()
-        if self._terminate_seq is not None:
-            return
-
-        self._terminate_seq = self.owner.next_seq()
-        self._out.append(encode(Terminate(seq=self._terminate_seq), self._version))
-        self.flush()
-        self._stop_call = self.clock.callLater(self._stop_timeout, self._abort)
-
-    def _abort(self) -> None:
-        """Drop the link at once: for a half-open link no flush would ever finish."""
-        self._stop_call = None
-        self.transport.abortConnection()
+        self._stopped()
 
     def _fail(self, kind: str, code: int | None, reason: str) -> None:
         """Record why this connection is ending and tell the owner."""
         self.last_error = reason
+        self._failed = True
         self.owner.connection_failed(self, kind, code, reason)
 
     # -- receiving -------------------------------------------------------------
@@ -282,11 +256,18 @@ class CMPPClientProtocol(Protocol):
             return
 
         freed = False
+        answering = self.state in (READY, CLOSING)
         self._reading = True
         try:
             for frame in frames:
-                if self.state == CLOSED:
-                    return
+                # SUBMIT_RESP, the hot path, is read in place: no PDU object.
+                layout = _SUBMIT_RESP.get(len(frame))
+                if layout is not None and answering:
+                    _, command_id, seq, msg_id, result = layout.unpack(frame)
+                    if command_id == command.SUBMIT_RESP:
+                        freed = self._submit_answered(seq, msg_id, result, now) or freed
+                        continue
+
                 try:
                     pdu = decode(frame, self._version)
                 except CodecError as error:
@@ -299,18 +280,18 @@ class CMPPClientProtocol(Protocol):
 
                 if self.trace_pdus:
                     self.log.debug("received {pdu!r}", pdu=pdu)
-                if pdu.command_id == command.SUBMIT_RESP and self.state in (
-                    READY,
-                    CLOSING,
-                ):
-                    freed = self._submit_answered(pdu, now) or freed
-                elif pdu.command_id == command.DELIVER and self.state in (
-                    READY,
-                    CLOSING,
-                ):
+                if pdu.command_id == command.DELIVER and answering:
                     self._deliver(pdu)
+                elif pdu.command_id == command.SUBMIT_RESP and answering:
+                    freed = (
+                        self._submit_answered(pdu.seq, pdu.msg_id, pdu.result, now)
+                        or freed
+                    )
                 else:
                     self._other_pdu(pdu, now)
+                    if self.state == CLOSED:
+                        return
+                    answering = self.state in (READY, CLOSING)
         finally:
             self._reading = False
 
@@ -321,14 +302,15 @@ class CMPPClientProtocol(Protocol):
                 self._send_terminate()
         self.flush()
 
-    def _submit_answered(self, pdu: SubmitResp, now: float) -> bool:
-        """Resolve the submit ``pdu`` answers; True when it freed a window slot."""
-        record = self.outstanding.pop(pdu.seq, None)
+    def _submit_answered(self, seq: int, msg_id: int, result: int, now: float) -> bool:
+        """Resolve the submit a SUBMIT_RESP answers; True when it freed a slot."""
+        record = self.outstanding.pop(seq, None)
         if record is None:
-            self.owner.late_response(pdu.seq, pdu)
+            self.owner.late_response(
+                seq, SubmitResp(msg_id=msg_id, result=result, seq=seq)
+            )
             return False
 
-        result = pdu.result
         if result == FLOW_CONTROL:
             self.owner.flow_controlled(self, record)
         elif result == DUPLICATE_SEQUENCE:
@@ -336,15 +318,15 @@ class CMPPClientProtocol(Protocol):
                 SubmitUnknown(
                     "gateway answered duplicate message sequence (Result 3): "
                     "it may or may not hold the message",
-                    pdu.seq,
+                    seq,
                     record.attempts,
                 )
             )
         else:
             record.succeed(
                 SubmitOutcome(
-                    pdu.seq,
-                    pdu.msg_id,
+                    seq,
+                    msg_id,
                     result,
                     result_reason(result),
                     record.sent_at,
@@ -357,8 +339,11 @@ class CMPPClientProtocol(Protocol):
 
     def _deliver(self, pdu: Deliver) -> None:
         """Answer at once, then hand over; a failing handler must not cost the link."""
-        answer = DeliverResp(msg_id=pdu.msg_id, result=0, seq=pdu.seq)
-        self._out.append(encode(answer, self._version))
+        self._out.append(
+            self._deliver_resp.pack(
+                self._deliver_resp.size, command.DELIVER_RESP, pdu.seq, pdu.msg_id, 0
+            )
+        )
         try:
             self.owner.deliver_received(pdu)
         except Exception:
@@ -367,75 +352,6 @@ class CMPPClientProtocol(Protocol):
                 channel=self.settings.channel_id,
                 seq=pdu.seq,
             )
-
-    def _other_pdu(self, pdu: object, now: float) -> None:
-        """Everything but SUBMIT_RESP and DELIVER, which are the hot path."""
-        command_id = pdu.command_id
-        if self.state == LOGGING_IN and command_id == command.CONNECT_RESP:
-            self._login_answered(pdu, now)
-        elif self.state not in (READY, CLOSING):
-            # Before login we may send nothing but CONNECT, so we cannot answer.
-            self.log.warn(
-                "ignored {name} before login channel={channel} seq={seq}",
-                name=pdu.name,
-                channel=self.settings.channel_id,
-                seq=pdu.seq,
-            )
-        elif command_id == command.ACTIVE_TEST:
-            self._out.append(encode(ActiveTestResp(seq=pdu.seq), self._version))
-        elif command_id == command.ACTIVE_TEST_RESP:
-            self._heartbeat.answered(pdu.seq)
-        elif command_id == command.TERMINATE:
-            self.log.info(
-                "gateway sent TERMINATE channel={channel} gateway={gateway}",
-                **self._fields(),
-            )
-            self._out.append(encode(TerminateResp(seq=pdu.seq), self._version))
-            self._set_state(CLOSING)
-            self._fail(NETWORK, None, "gateway sent TERMINATE")
-            self._reading = False
-            self.flush()
-            self.transport.loseConnection()
-        elif command_id == command.TERMINATE_RESP and pdu.seq == self._terminate_seq:
-            self.transport.loseConnection()
-        else:
-            self.log.info(
-                "ignored {name} channel={channel} seq={seq}",
-                name=pdu.name,
-                channel=self.settings.channel_id,
-                seq=pdu.seq,
-            )
-
-    def _login_answered(self, pdu: object, now: float) -> None:
-        """Ready on Status 0; any other Status ends the connection."""
-        try:
-            self._login.judge(pdu)
-        except RefusalError as refusal:
-            self._fail(refusal.kind, refusal.status, str(refusal))
-            self._set_state(CLOSING)
-            self.transport.loseConnection()
-            return
-
-        self.connected_since = now
-        self.last_error = None
-        self._set_state(READY)
-        self.owner.window_opened(self)
-
-    def _skip(self, frame: bytes, error: CodecError) -> None:
-        """Log a PDU that cannot be read; answer a DELIVER with Result 1."""
-        self.log.warn(
-            "skipped unreadable PDU channel={channel} gateway={gateway} error={error}",
-            error=str(error),
-            **self._fields(),
-        )
-        if (
-            error.command_id == command.DELIVER
-            and error.seq is not None
-            and self.state in (READY, CLOSING)
-        ):
-            msg_id = int.from_bytes(frame[12:20], "big") if len(frame) >= 20 else 0
-            answer = DeliverResp(msg_id=msg_id, result=STRUCTURE_ERROR, seq=error.seq)
-            self._out.append(encode(answer, self._version))
 
     # -- timers ----------------------------------------------------------------
 

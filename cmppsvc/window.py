@@ -114,6 +114,25 @@ class PendingSubmit:
             self.deferred.errback(failure)
 
 
+def fail_unsent(record: PendingSubmit) -> None:
+    """End a submit the channel stopped before (re)sending it.
+
+    ``SubmitUnknown`` when an earlier copy went out on a connection that was lost
+    (the gateway may hold it), ``ChannelStopped`` (safe to send later) otherwise.
+    """
+    if record.resent:
+        record.fail(
+            SubmitUnknown(
+                "channel stopped before resending a submit whose connection was "
+                "lost: the gateway may hold it",
+                record.seq,
+                record.attempts,
+            )
+        )
+    else:
+        record.fail(ChannelStopped("channel stopped before sending"))
+
+
 @functools.cache
 def result_reason(result: int) -> str:
     """The English meaning of a SUBMIT_RESP Result, computed once per code."""

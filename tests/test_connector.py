@@ -203,6 +203,13 @@ class LostConnectionTests(ConnectorTestCase):
         self.endpoint.gateway.drop()
         self.assertIsInstance(results[0].value, SubmitUnknown)
 
+    def test_plain_drop_is_the_last_error(self) -> None:
+        self.ready()
+        self.endpoint.gateway.drop()
+        status = self.connector.status()
+        self.assertEqual(status["last_error_kind"], "network")
+        self.assertIn("connection lost", status["last_error"])
+
 
 class FlowControlTests(ConnectorTestCase):
     """Result 8: slower rate, same message ahead of the queue with a new seq, capped."""
@@ -224,6 +231,14 @@ class FlowControlTests(ConnectorTestCase):
         gateway.send(SubmitResp(msg_id=5, result=0, seq=again.seq))
         self.assertEqual(first[0].result, 0)
         self.assertEqual(second, [])
+
+    def test_answered_while_stopping_ends_the_submit(self) -> None:
+        self.ready(stop_timeout=5.0)
+        results = self.submit()
+        self.connector.stopService()
+        self.answer(self.endpoint.gateway, result=8)
+        self.assertIsInstance(results[0].value, ChannelStopped)
+        self.assertEqual(self.connector.status()["queued"], 0)
 
     def test_retries_capped(self) -> None:
         self.ready(flow_control_retries=2, rate=1000)

@@ -69,3 +69,25 @@ class TokenBucketTests(SynchronousTestCase):
             bucket.slow_down()
             clock.advance(0.6)
         self.assertEqual(bucket.rate, 1.0)
+
+    def test_fast_rate_keeps_the_100ms_rule_and_the_rate(self) -> None:
+        clock = Clock()
+        bucket = TokenBucket(5000, clock)
+        sent: list[tuple[float, int]] = []
+        for _ in range(2000):  # two seconds in 1 ms reactor turns
+            granted = bucket.take(1000)
+            if granted:
+                sent.append((clock.seconds(), granted))
+            clock.advance(0.001)
+        for start, _ in sent:
+            in_window = sum(n for t, n in sent if start <= t < start + 0.1 - 1e-9)
+            self.assertLessEqual(in_window, 5000 / 10 + 1)
+        total = sum(n for _, n in sent)
+        self.assertGreaterEqual(total, 0.99 * 5000 * 2)
+
+    def test_refund_frees_the_window(self) -> None:
+        clock = Clock()
+        bucket = TokenBucket(10, clock)
+        self.assertEqual(bucket.take(1), 1)
+        bucket.refund(1)
+        self.assertEqual(bucket.take(1), 1)

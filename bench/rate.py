@@ -1,0 +1,246 @@
+"""How exactly a channel keeps its configured rate, measured where the gateway sees it.
+
+For each rate (default 100, 1,000 and 5,000 submits/s) a ``ChannelConnector`` sends
+to a simulator on 127.0.0.1 for ``--seconds`` (default 10), its queue always full.
+The simulator runs in a child process (this module with ``--serve``), so its reads
+are not held up by the client's work, and records when each SUBMIT arrives (its
+reactor's clock at the read); the bench prints the
+achieved rate over the measured span as a share of the configured one, and the
+largest number of SUBMITs that arrived within any 100 ms.  Targets: within 1% of the
+rate, and no 100 ms above ``rate / 10 + 1``.
+
+    .venv/bin/python -m bench.rate [--rates 100,1000,5000] [--seconds 10]
+        [--window 16] [--version 20|30]
+
+Bounded: ``rate * (seconds + 1)`` submits per rate at most, and each rate's run is
+stopped after ``seconds + 10`` seconds whatever happens.  Connects to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.task import deferLater, react
+
+from cmppsvc.codec import Submit
+from cmppsvc.connector import ChannelConnector
+from cmppsvc.settings import ConnectionSettings
+from cmppsvc.simulator import Behaviour, SimulatorFactory, SimulatorProtocol
+
+ACCOUNT = "901234"
+PASSWORD = "bench-secret"
+WINDOW_SECONDS = 0.1
+
+
+class _StampingProtocol(SimulatorProtocol):
+    """The simulator's connection, noting the clock time each SUBMIT arrives."""
+
+    def _submit(self, *arguments: object) -> None:
+        self.gateway.arrivals.append(self.clock.seconds())
+        super()._submit(*arguments)
+
+
+class StampingSimulator(SimulatorFactory):
+    """A simulator that keeps ``arrivals``: clock seconds of every SUBMIT."""
+
+    def __init__(self, *arguments: object, **keywords: object) -> None:
+        super().__init__(*arguments, **keywords)
+        self.arrivals: list[float] = []
+
+    def buildProtocol(self, addr: object) -> SimulatorProtocol:
+        protocol = _StampingProtocol(self)
+        protocol.factory = self
+        return protocol
+
+
+def largest_burst(times: list[float], span: float = WINDOW_SECONDS) -> int:
+    """The most arrivals within any ``span`` seconds (half-open windows)."""
+    largest = 0
+    start = 0
+    for end, arrival in enumerate(times):
+        while arrival - times[start] >= span:
+            start += 1
+        largest = max(largest, end - start + 1)
+    return largest
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or the platform's guess."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def message() -> Submit:
+    """One short message to one number, asking for a status report."""
+    return Submit(
+        msg_src=ACCOUNT,
+        src_id="10690001",
+        dest_terminal_ids=("13800138000",),
+        msg_fmt=8,
+        msg_content="rate bench".encode("utf-16-be"),
+    )
+
+
+@inlineCallbacks
+def serve(reactor_: object, port_file: str, arrivals_file: str) -> Deferred:
+    """The child: a stamping simulator until SIGTERM (or 10 minutes), then write
+    the arrival times, one per line."""
+    simulator = StampingSimulator(
+        {ACCOUNT: PASSWORD}, reactor, Behaviour(report_delay=0.1)
+    )
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(simulator)
+    finished: Deferred = Deferred()
+    reactor.addSystemEventTrigger("before", "shutdown", finished.callback, None)
+    Path(port_file).write_text(str(port.getHost().port))
+    reactor.callLater(600, reactor.stop)
+    yield finished
+    Path(arrivals_file).write_text("".join(f"{t!r}\n" for t in simulator.arrivals))
+
+
+def start_child(directory: Path) -> tuple[subprocess.Popen, int]:
+    """Start the simulator child on a free 127.0.0.1 port; return it and the port."""
+    port_file = directory / "port"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.rate", "--serve", str(port_file),
+         str(directory / "arrivals")],
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            raise SystemExit("bench.rate: the simulator child did not start")
+        time.sleep(0.05)
+    return child, int(port_file.read_text())
+
+
+def stop_child(child: subprocess.Popen, directory: Path) -> list[float]:
+    """Stop the child; return the arrival times it recorded."""
+    child.terminate()
+    try:
+        child.wait(15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise SystemExit("bench.rate: the simulator child did not stop") from None
+    return [float(line) for line in (directory / "arrivals").read_text().split()]
+
+
+@inlineCallbacks
+def measure(rate: float, arguments: argparse.Namespace) -> Deferred:
+    """Run one rate; return (achieved per second, largest 100 ms burst, count)."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-rate-"))
+    child, port = start_child(directory)
+    try:
+        result = yield send(rate, port, arguments)
+    finally:
+        arrivals = stop_child(child, directory)
+
+    first = arrivals[0] if arrivals else 0.0
+    measured = [t for t in arrivals if t - first < arguments.seconds]
+    return len(measured) / arguments.seconds, largest_burst(measured), result
+
+
+@inlineCallbacks
+def send(rate: float, port: int, arguments: argparse.Namespace) -> Deferred:
+    """Keep a connector's queue full for ``seconds`` (bounded); return the submits
+    answered."""
+    settings = ConnectionSettings(
+        channel_id="rate-bench",
+        account=ACCOUNT,
+        password=PASSWORD,
+        host="127.0.0.1",
+        port=port,
+        version=arguments.version,
+        window=arguments.window,
+        rate=rate,
+    )
+    seqs = iter(range(1, 2**31))
+    connector = ChannelConnector(
+        settings, reactor, lambda: next(seqs), lambda deliver: None
+    )
+    connector.startService()
+
+    # The queue is kept full: everything the measured span can use, plus a second.
+    total = int(rate * (arguments.seconds + 1)) + arguments.window
+    answered: list[object] = []
+    for _ in range(total):
+        connector.submit(message()).addCallbacks(answered.append, lambda _: None)
+
+    # From the first answer, the span plus a little; never past the hard bound.
+    deadline = reactor.seconds() + arguments.seconds + 10
+    while not answered and reactor.seconds() < deadline:
+        yield deferLater(reactor, 0.01, lambda: None)
+    end = min(deadline, reactor.seconds() + arguments.seconds + 0.5)
+    while reactor.seconds() < end and len(answered) < total:
+        yield deferLater(reactor, 0.05, lambda: None)
+
+    yield connector.stopService()
+    return len(answered)
+
+
+@inlineCallbacks
+def main(reactor_: object, arguments: argparse.Namespace) -> Deferred:
+    print(
+        f"bench.rate: Python {platform.python_version()}, CPU {cpu_model()}, "
+        f"CMPP 0x{arguments.version:02x}, window {arguments.window}, "
+        f"{arguments.seconds:g} s per rate, simulator in a child process on "
+        "127.0.0.1, arrivals timed at the simulator"
+    )
+    print(f"{'rate/s':>8} {'achieved/s':>11} {'ratio':>7} {'max/100ms':>10} "
+          f"{'limit':>6}  verdict")  # fmt: skip
+    failed = False
+    for rate in arguments.rates:
+        achieved, burst, answered = yield measure(rate, arguments)
+        limit = rate / 10 + 1
+        ratio = achieved / rate
+        good = abs(ratio - 1) <= 0.01 and burst <= limit
+        failed = failed or not good
+        print(
+            f"{rate:>8g} {achieved:>11.1f} {ratio:>7.2%} {burst:>10d} {limit:>6g}  "
+            f"{'ok' if good else 'MISSED'} ({answered} answered in all)"
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[100.0, 1000.0, 5000.0],
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument(
+        "--version", type=lambda text: int(text, 16), default=0x20, help="20 or 30"
+    )
+    arguments = parser.parse_args(argv)
+    if not 0 < arguments.seconds <= 120:
+        parser.error("--seconds must be above 0 and at most 120")
+    if any(not 0 < rate <= 20000 for rate in arguments.rates):
+        parser.error("every rate must be above 0 and at most 20000")
+    return arguments
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        react(serve, sys.argv[2:4])
+    else:
+        react(main, [parse(sys.argv[1:])])
