@@ -141,6 +141,32 @@ class OptionsTests(SynchronousTestCase):
     def test_bad_report_stat(self) -> None:
         self.assertRaises(ValueError, Behaviour, report_stat="DELIVERED")
 
+    def test_accounts_file(self) -> None:
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as accounts:
+            accounts.write("# bench accounts\n100002:secret\n\n100003:other\n")
+        options = Options()
+        options.parseOptions(["--accounts-file", path, "--account", "100004:x"])
+        self.assertEqual(
+            options["accounts"],
+            [("100002", "secret"), ("100003", "other"), ("100004", "x")],
+        )
+
+    def test_bad_accounts_file_hides_password(self) -> None:
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as accounts:
+            accounts.write("100002:secret\n:hunter2\n")
+        error = self.assertRaises(
+            usage.UsageError, Options().parseOptions, ["--accounts-file", path]
+        )
+        self.assertIn("line 2", str(error))
+        self.assertNotIn("hunter2", str(error))
+        self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            ["--accounts-file", path + ".missing"],
+        )
+
     def test_account_required(self) -> None:
         self.assertRaises(usage.UsageError, Options().parseOptions, [])
 

@@ -118,6 +118,77 @@ class WriteBehindUnitTests(unittest.SynchronousTestCase):
         self.assertEqual(calls, [1])
         self.assertEqual(self.connection.batches(), 1)
 
+    def test_default_sends_at_the_end_of_the_turn(self):
+        writer = WriteBehind(self.connection, self.clock)
+        writer.queue("SET", "a", "1")
+        writer.queue("SET", "b", "2")
+        self.assertEqual(self.connection.batches(), 0)
+        self.clock.advance(0)
+        self.assertEqual(self.connection.batches(), 1)
+
+    def test_queue_together_is_one_item_in_one_batch(self):
+        first = self.writer.queue("SET", "a", "1")
+        together = self.writer.queue_together(
+            ("HSET", "h", "f", "v"), ("XACK", "s", "g", "1-1"), ("DEL", "k")
+        )
+        self.assertEqual((first, together), (1, 2))
+        self.assertEqual(self.writer.backlog, 2)
+        self.clock.advance(0.01)
+        self.assertEqual(self.connection.batches(), 1)
+        sent = self.connection.transport.value()
+        self.assertIn(b"$4\r\nHSET\r\n", sent)
+        self.assertIn(b"$4\r\nXACK\r\n", sent)
+        self.assertIn(b"$3\r\nDEL\r\n", sent)
+        # 3 + 4 + 4 + 2 arguments plus one count per command, after EVAL's 3
+        self.assertTrue(sent.startswith(b"*20\r\n"))
+        self.assertRaises(ValueError, self.writer.queue_together)
+
+    def test_queue_together_is_bounded(self):
+        for n in range(10):
+            self.writer.queue("SET", "k", n)
+        self.assertRaises(WriteBehindFull, self.writer.queue_together, ("SET", "k", 1))
+
+    def test_when_written_fires_after_its_batch(self):
+        for n in range(4):
+            self.writer.queue("SET", "k", n)
+        early = self.writer.when_written(2)
+        late = self.writer.when_written(4)
+        self.assertNoResult(early)
+        self.connection.reply()
+        self.successResultOf(early)
+        self.assertNoResult(late)
+        self.connection.reply()
+        self.successResultOf(late)
+        self.successResultOf(self.writer.when_written(1))
+
+    def test_before_send_queueing_past_max_batch_sends_once(self):
+        pending = [["SET", "s", n] for n in range(4)]
+
+        def collect():
+            while pending:
+                self.writer.queue(*pending.pop(0))
+
+        self.writer.add_before_send(collect)
+        self.writer.queue("SET", "a", "1")
+        self.clock.advance(0.01)
+        self.assertEqual(self.connection.batches(), 1)
+        self.connection.reply()
+        self.assertEqual(self.writer.written, 3)
+        self.assertEqual(self.connection.batches(), 2)
+
+    def test_waiter_queueing_again_does_not_resend_the_batch(self):
+        self.writer.queue("SET", "a", "1")
+        written = self.writer.when_written(1)
+        written.addCallback(lambda _: self.writer.queue("SET", "b", "2"))
+        written.addCallback(lambda _: self.writer.flush())
+        self.clock.advance(0.01)
+        self.connection.reply()
+        self.assertEqual(self.connection.batches(), 2)
+        self.connection.reply()
+        self.assertEqual(self.writer.backlog, 0)
+        self.clock.advance(1)
+        self.assertEqual(self.connection.batches(), 2)
+
 
 class WriteBehindRedisTests(unittest.TestCase):
     """Against a real redis-server."""

@@ -23,6 +23,7 @@ from cmppsvc.codec.constants import (
 )
 from cmppsvc.codec.errors import CodecError, UnknownCommand
 from cmppsvc.codec.framing import FrameBuffer
+from cmppsvc.codec.hotpath import deliver_resp_frame, submit_resp_fields
 from cmppsvc.codec.pdus import (
     ActiveTest,
     ActiveTestResp,
@@ -56,6 +57,8 @@ __all__ = [
     "decode",
     "encode_report",
     "decode_report",
+    "submit_resp_fields",
+    "deliver_resp_frame",
     "Connect",
     "ConnectResp",
     "Terminate",

@@ -127,9 +127,26 @@ class Options(usage.Options):
 
     opt_a = opt_account
 
+    def opt_accounts_file(self, path: str) -> None:
+        """A file of ACCOUNT:PASSWORD lines (blank lines and # comments skipped)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise usage.UsageError(f"cannot read accounts file: {error}") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                self["accounts"].append(parse_account(line))
+            except ValueError as error:
+                raise usage.UsageError(f"{path} line {number}: {error}") from None
+
     def postOptions(self) -> None:
         if not self["accounts"]:
-            raise usage.UsageError("give at least one --account ACCOUNT:PASSWORD")
+            raise usage.UsageError(
+                "give at least one --account ACCOUNT:PASSWORD or an --accounts-file"
+            )
         try:
             self["behaviour"] = Behaviour(
                 report_delay=self["report-delay"],

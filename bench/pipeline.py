@@ -1,0 +1,405 @@
+"""Pipeline benchmark: the whole service, Redis stream in, events out.
+
+A ``CmppService`` runs in this process against a private redis-server (``LocalRedis``)
+with one channel record pointing at ``twist cmppsim`` in a child process.  Every
+durability feature is on: the Sequence_Id store, the in-flight records, the Msg_Id
+index, events for every submit and report, XACK after the outcome is written.  The
+benchmark writes the MT entries itself, as raw pipelined XADDs on its own Redis
+connection (encoded by hiredis, so it costs this process little), in two phases:
+
+- throughput: ``--count`` entries as fast as Redis takes them; messages/s end to end
+  (first XADD to last report event), CPU per message of each process, and Redis
+  commands per message from ``INFO commandstats`` (commands run inside the write-behind
+  EVAL scripts count too; round trips are the commands the clients sent);
+- latency: ``--paced-count`` entries at ``--paced-rate`` per second; p50/p99 from XADD
+  to the submit event and to the report event, taken from the stream ids (Redis's
+  clock, millisecond resolution).  The simulator's report delay is subtracted from
+  the report figure, so what is printed is the time the service adds.
+
+    .venv/bin/python -m bench.pipeline [--count 20000] [--paced-count 3000]
+        [--paced-rate 1000] [--window 16] [--version 20] [--seconds 60]
+        [--report-delay 0.05] [--profile FILE.html]
+
+Bounded in count and time; everything on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from typing import Any
+
+import hiredis
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+
+from bench.common import (
+    Simulator,
+    channel_record,
+    child_cpu,
+    conditions,
+    percentile,
+    process_cpu,
+    profiled,
+    react,
+)
+from cmppsvc import keys
+from cmppsvc.guard import loopback_only
+from cmppsvc.localredis import LocalRedis
+from cmppsvc.owner import READY
+from cmppsvc.redisconn import RedisAddress
+from cmppsvc.runtime import CmppService
+
+CHANNEL = "7377309771234304"
+ACCOUNT = "100002"
+PASSWORD = "bench-secret"
+
+#: XADDs written per pipelined chunk in the throughput phase.
+CHUNK = 500
+
+
+class RawRedis(Protocol):
+    """A minimal pipelining Redis client: commands encoded by hiredis, replies
+    parsed by hiredis, answered in order."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader(encoding="utf-8")
+        self._waiting: list[defer.Deferred] = []
+        self._next = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            reply = self._reader.gets()
+            if reply is False:
+                return
+            waiter = self._waiting[self._next]
+            self._next += 1
+            if self._next > 4096:
+                del self._waiting[: self._next]
+                self._next = 0
+            waiter.callback(reply)
+
+    def send(self, commands: list[tuple]) -> defer.Deferred:
+        """Write ``commands`` in one write; fires with the list of replies."""
+        waiters = []
+        for _ in commands:
+            waiter: defer.Deferred = defer.Deferred()
+            self._waiting.append(waiter)
+            waiters.append(waiter)
+        self.transport.write(b"".join(hiredis.pack_command(c) for c in commands))
+        return defer.gatherResults(waiters)
+
+    def call(self, *command: Any) -> defer.Deferred:
+        """One command; fires with its reply."""
+        return self.send([command]).addCallback(lambda replies: replies[0])
+
+
+def xadd(index: int) -> tuple:
+    """The XADD of MT entry number ``index``."""
+    return (
+        "XADD",
+        keys.mt_stream(CHANNEL),
+        "*",
+        "id",
+        f"m{index}",
+        "to",
+        f"138{index % 100_000_000:08d}",
+        "text",
+        f"您的验证码是{index:06d}",
+    )
+
+
+def millis(stream_id: str) -> int:
+    """The millisecond part of a stream id."""
+    return int(stream_id.split("-", 1)[0])
+
+
+def command_stats(info: str) -> dict[str, int]:
+    """Calls per command from ``INFO commandstats``."""
+    calls = {}
+    for line in info.splitlines():
+        if line.startswith("cmdstat_"):
+            name, values = line[len("cmdstat_") :].split(":", 1)
+            fields = dict(part.split("=", 1) for part in values.split(","))
+            calls[name] = int(fields["calls"])
+    return calls
+
+
+class Events:
+    """Reads the events stream incrementally: stream-id times per message id."""
+
+    def __init__(self, redis: RawRedis) -> None:
+        self.redis = redis
+        self.last = "0-0"
+        self.submits: dict[str, int] = {}
+        self.reports: dict[str, int] = {}
+        self.refused: set[str] = set()
+
+    @defer.inlineCallbacks
+    def read(self):
+        """Read every event written since the last call."""
+        while True:
+            reply = yield self.redis.call(
+                "XREAD", "COUNT", 20_000, "STREAMS", keys.EVENTS, self.last
+            )
+            if not reply:
+                return
+            entries = reply[0][1] if isinstance(reply, list) else reply[keys.EVENTS]
+            for stream_id, flat in entries:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                kind = fields.get("type")
+                if kind == "submit":
+                    self.submits[fields["id"]] = millis(stream_id)
+                    if fields.get("result") != "0":
+                        self.refused.add(fields["id"])
+                elif kind == "report":
+                    self.reports[fields["id"]] = millis(stream_id)
+                self.last = stream_id
+            if len(entries) < 20_000:
+                return
+
+    @defer.inlineCallbacks
+    def wait_for(self, ids: dict[str, int], clock, deadline: float):
+        """Poll until every id in ``ids`` has its report (or a refused submit)."""
+        missing = set(ids)
+        while True:
+            yield self.read()
+            missing = {
+                key
+                for key in missing
+                if key not in self.reports and key not in self.refused
+            }
+            if not missing or time.monotonic() > deadline:
+                return len(missing)
+            yield task.deferLater(clock, 0.05, lambda: None)
+
+
+@defer.inlineCallbacks
+def throughput(reactor, redis: RawRedis, events: Events, arguments, pids) -> Any:
+    """Phase one: ``count`` entries as fast as Redis takes them."""
+    count = arguments.count
+    deadline = time.monotonic() + arguments.seconds
+    stats_before = command_stats((yield redis.call("INFO", "commandstats")))
+    cpu_before = (process_cpu(), *(child_cpu(pid) for pid in pids))
+    started = time.monotonic()
+
+    ids: dict[str, int] = {}
+    for first in range(0, count, CHUNK):
+        indexes = range(first, min(count, first + CHUNK))
+        replies = yield redis.send([xadd(index) for index in indexes])
+        for index, stream_id in zip(indexes, replies, strict=True):
+            ids[f"m{index}"] = millis(stream_id)
+        if time.monotonic() > deadline:
+            break
+    missing = yield events.wait_for(ids, reactor, deadline)
+    elapsed = time.monotonic() - started
+
+    cpu_after = (process_cpu(), *(child_cpu(pid) for pid in pids))
+    stats_after = command_stats((yield redis.call("INFO", "commandstats")))
+    calls = {
+        name: stats_after[name] - stats_before.get(name, 0)
+        for name in stats_after
+        if stats_after[name] - stats_before.get(name, 0) > 0
+    }
+    # Our own commands: the XADDs of MT entries, event reads, two INFOs.
+    own = {"info": 1}
+    calls = {name: value - own.get(name, 0) for name, value in calls.items()}
+    reports = [events.reports[key] for key in ids if key in events.reports]
+    first_xadd = min(ids.values())
+    last_report = max(reports) if reports else first_xadd
+    sent = len(ids)
+    return {
+        "sent": sent,
+        "submits": sum(1 for key in ids if key in events.submits),
+        "reports": len(reports),
+        "missing": missing,
+        "timed_out": missing > 0,
+        "seconds": elapsed,
+        "per_second": len(reports) / max((last_report - first_xadd) / 1000, 1e-3),
+        "cpu_per_message_us": [
+            (after - before) * 1e6 / max(sent, 1)
+            for before, after in zip(cpu_before, cpu_after, strict=True)
+        ],
+        "calls": calls,
+    }
+
+
+@defer.inlineCallbacks
+def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
+    """Phase two: ``paced_count`` entries at ``paced_rate`` per second."""
+    count, rate = arguments.paced_count, arguments.paced_rate
+    deadline = time.monotonic() + arguments.seconds
+    ids: dict[str, int] = {}
+    pending: list[defer.Deferred] = []
+    base = arguments.count
+    sent = 0
+    started = time.monotonic()
+
+    def tick() -> None:
+        nonlocal sent
+        due = min(count, int((time.monotonic() - started) * rate) + 1)
+        while sent < due:
+            index = base + sent
+            sent += 1
+            pending.append(
+                redis.call(*xadd(index)).addCallback(
+                    lambda stream_id, key=f"m{index}": ids.__setitem__(
+                        key, millis(stream_id)
+                    )
+                )
+            )
+        if sent >= count or time.monotonic() > deadline:
+            loop.stop()
+
+    loop = task.LoopingCall(tick)
+    loop.clock = reactor
+    yield loop.start(0.001)
+    yield defer.gatherResults(pending)
+    missing = yield events.wait_for(ids, reactor, deadline + 5)
+
+    to_submit = [events.submits[k] - ids[k] for k in ids if k in events.submits]
+    to_report = [events.reports[k] - ids[k] for k in ids if k in events.reports]
+    delay_ms = arguments.report_delay * 1000
+    return {
+        "sent": len(ids),
+        "missing": missing,
+        "submit_p50": percentile(to_submit, 0.50),
+        "submit_p99": percentile(to_submit, 0.99),
+        "report_p50": percentile(to_report, 0.50) - delay_ms,
+        "report_p99": percentile(to_report, 0.99) - delay_ms,
+    }
+
+
+@defer.inlineCallbacks
+def wait_ready(reactor, service: CmppService, seconds: float):
+    """Until the channel's connection is logged in."""
+    deadline = time.monotonic() + seconds
+    while True:
+        channel = service.collection.channel(CHANNEL) if service.collection else None
+        connector = getattr(channel, "connector", None)
+        if connector is not None and connector.status()["state"] == READY:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: the channel did not connect")
+        yield task.deferLater(reactor, 0.02, lambda: None)
+
+
+@defer.inlineCallbacks
+def run(reactor, arguments) -> Any:
+    """Start Redis, the simulator and the service; run both phases; print."""
+    version = int(arguments.version, 16)
+    print("Pipeline bench: CmppService (Redis stream in, events out) -> cmppsim child")
+    print(f"  {conditions()}")
+    print(
+        f"  CMPP {version >> 4}.{version & 0xF}, window {arguments.window}, "
+        f"{arguments.count:,} messages at full speed then {arguments.paced_count:,} "
+        f"at {arguments.paced_rate:g}/s, every one asking for a report, report "
+        f"delay {arguments.report_delay} s, limit {arguments.seconds:g} s/phase"
+    )
+    directory = tempfile.TemporaryDirectory(prefix="cmppsvc-bench-redis-")
+    local = LocalRedis(None, reactor=reactor)
+    yield local.start()
+    service = None
+    try:
+        with Simulator([(ACCOUNT, PASSWORD)], arguments.report_delay) as simulator:
+            redis = yield connectProtocol(
+                TCP4ClientEndpoint(reactor, "127.0.0.1", local.port), RawRedis()
+            )
+            yield redis.call(
+                "SET",
+                f"channel-info:{CHANNEL}",
+                channel_record(
+                    CHANNEL,
+                    ACCOUNT,
+                    PASSWORD,
+                    simulator.port,
+                    window=arguments.window,
+                    version=version,
+                ),
+            )
+            info = yield redis.call("INFO", "server")
+            redis_pid = int(info.split("process_id:", 1)[1].split()[0])
+
+            started = time.monotonic()
+            service = CmppService(
+                RedisAddress.from_url(local.url),
+                reactor,
+                consumer_name="bench",
+                config_filter=loopback_only,
+            )
+            service.startService()
+            yield service.whenStarted()
+            yield wait_ready(reactor, service, 20)
+            print(f"  service ready in {time.monotonic() - started:.2f} s")
+
+            events = Events(redis)
+            figures = yield throughput(
+                reactor, redis, events, arguments, (redis_pid, simulator.child.pid)
+            )
+            service_cpu, redis_cpu, simulator_cpu = figures["cpu_per_message_us"]
+            calls = figures["calls"]
+            sent = max(figures["sent"], 1)
+            total_calls = sum(calls.values())
+            print(
+                f"  throughput: {figures['per_second']:,.0f} messages/s end to end "
+                f"({figures['reports']:,} of {figures['sent']:,} reported, "
+                f"{figures['missing']} missing, {figures['seconds']:.1f} s)"
+                + ("  TIMED OUT" if figures["timed_out"] else "")
+            )
+            print(
+                f"  CPU per message: service {service_cpu:.0f} us, "
+                f"redis-server {redis_cpu:.0f} us, simulator {simulator_cpu:.0f} us"
+            )
+            print(
+                f"  Redis commands per message: {total_calls / sent:.2f} executed "
+                f"(incl. inside scripts); by command: "
+                + ", ".join(
+                    f"{name} {value / sent:.2f}"
+                    for name, value in sorted(calls.items(), key=lambda kv: -kv[1])
+                )
+            )
+
+            latency = yield paced(reactor, redis, events, arguments)
+            print(
+                f"  at {arguments.paced_rate:g}/s ({latency['sent']:,} messages, "
+                f"{latency['missing']} missing): XADD->submit event p50 "
+                f"{latency['submit_p50']:.0f} ms p99 {latency['submit_p99']:.0f} ms; "
+                f"XADD->report event minus report delay p50 "
+                f"{latency['report_p50']:.0f} ms p99 {latency['report_p99']:.0f} ms"
+            )
+            yield service.stopService()
+            service = None
+            redis.transport.loseConnection()
+    finally:
+        if service is not None and service.running:
+            yield service.stopService()
+        yield local.stop()
+        directory.cleanup()
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--count", type=int, default=20_000)
+    options.add_argument("--paced-count", type=int, default=3_000)
+    options.add_argument("--paced-rate", type=float, default=1_000)
+    options.add_argument("--window", type=int, default=16)
+    options.add_argument("--version", default="20")
+    options.add_argument("--seconds", type=float, default=60.0, help="per phase")
+    options.add_argument("--report-delay", type=float, default=0.05)
+    options.add_argument("--profile", help="write a pyinstrument HTML profile here")
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print its figures."""
+    arguments = parser().parse_args(argv)
+    with profiled(arguments.profile):
+        react(lambda reactor: run(reactor, arguments))
+
+
+if __name__ == "__main__":
+    main()
