@@ -239,6 +239,7 @@ class ChannelConnector(Service):
             return
 
         now = self.clock.seconds()
+        sent = False
         for protocol in list(ready) if len(ready) > 1 else ready:
             free = protocol.window_free()
             waiting = len(resends) + len(queue)
@@ -247,17 +248,22 @@ class ChannelConnector(Service):
             if waiting == 0:
                 break
 
-            granted = self.limiter.take(min(free, waiting))
-            if granted == 0:
+            wanted = min(free, waiting)
+            granted = self.limiter.take(wanted)
+            if granted < wanted:
+                # The rate holds the rest back: wake at its due time rather than
+                # wait for an answer that may come later.
                 self._schedule_wakeup()
+            if granted == 0:
                 break
 
             unused = self._send(protocol, granted, now)
             protocol.flush()
+            sent = True
             if unused:
                 self.limiter.refund(unused)
 
-        if len(ready) > 1:
+        if sent and len(ready) > 1:
             # Start with the next connection next time, so all share the load.
             ready.append(ready.pop(0))
 

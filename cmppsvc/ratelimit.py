@@ -1,22 +1,50 @@
-"""A token bucket on the injected clock that paces a channel's SUBMIT PDUs.
+"""A channel's SUBMIT pacing: a schedule of due times on the injected clock (GCRA).
 
 Operators provision each account with a rate and answer "flow control" (SUBMIT_RESP
-Result 8) to anything faster, so the channel paces itself: one token per SUBMIT PDU (a
-long message of three segments takes three), tokens refilled continuously at the rate.
+Result 8) to anything faster.  The gateway's rule, as this module keeps it: counted
+per SUBMIT PDU (a long message of three segments is three), for the whole channel
+(every connection shares one limiter), at most ``rate`` a second and at most
+``rate / 10 + 1`` in any 100 ms.
 
-Smoothness: the bucket starts with ``max(1, rate * burst_seconds)`` tokens, 10 ms
-worth by default, and holds one spare token more.  That lets a fast channel fill its
-window in one reactor turn instead of one submit per turn (reactor timers are only
-about 1 ms fine, too coarse to space 5,000 submits a second one by one).  A bucket
-alone would allow its burst on top of ``rate / 10`` in some 100 ms, so the grants of
-the last 100 ms are counted too and kept to ``ceil(rate / 10)``: in any 100 ms of
-grants the channel sends at most ``rate / 10 + 1`` submits, at every rate, and the
-long-run rate is still ``rate``.  (Seen at the gateway, delivery jitter can still
-bunch a few more into one 100 ms: see bench/rate.py.)
+The rule, as implemented (the virtual-scheduling form of a token bucket, GCRA):
 
-Adaptive pause: ``slow_down()`` (called on Result 8) halves the rate in use and empties
-the bucket with a short debt, so nothing is sent for a moment; the rate then recovers
-by a quarter every second without flow control until it is back at the configured one.
+- Submit ``k`` of the channel is due at ``due_k = due_(k-1) + 1 / pace``, where
+  ``pace = rate * (1 - HEADROOM)``.  Nothing goes before it is due: the submits that
+  are due are released whenever the connector pumps (a SUBMIT_RESP freed a slot, a
+  new submit came, or the one timer set for the next due time fired), so the sends
+  follow the schedule and never come in bursts of more than what fell due since the
+  last pump.
+- A pump that comes late may catch up on what fell due meanwhile, but only within
+  ``CATCH_UP_SECONDS`` (5 ms): a schedule further behind than that (an idle channel,
+  a stalled reactor) restarts that far behind ``now``.  So idle time banks no
+  credit, a timer late by a millisecond or two (the reactor's usual) costs no
+  throughput, and, with the headroom below, no second ever holds more than
+  ``rate + 1``: the schedule puts at most ``pace * (1 + CATCH_UP_SECONDS) + 1`` in
+  any second, and ``0.995 * 1.005 < 1``.
+- As a hard guarantee of the 100 ms rule, the sends of the last 100 ms are counted
+  and kept to ``window_limit(rate) = floor(rate / 10 + 1)``.  The schedule puts
+  ``pace / 10`` in a 100 ms; only a catch-up after a late pump can reach the limit.
+  What the limit then holds back is kept for the next pump only up to
+  ``HELD_SECONDS`` (1 ms) worth and otherwise dropped from the schedule: saved up,
+  it would go out in one batch when the oldest sends age out, and again 100 ms
+  later, a burst repeating every 100 ms.
+
+Why the headroom: the schedule puts ``pace / 10`` submits in every 100 ms, and the
+gateway counts arrivals, which the network and its own reactor bunch together.  At
+exactly ``rate`` there is one submit of margin per 100 ms, 0.2 ms of jitter at
+5,000/s; pacing 0.5% under the rate leaves ``rate / 2000`` more (0.7 ms at 5,000/s,
+1.5 ms at 1,000/s), and the achieved rate is still within 1% of the configured one.
+A stall longer than the catch-up is lost throughput: the two rules allow making up
+for it only at the headroom's speed.
+
+Cost: each ``take`` is a handful of float operations and at most one deque append,
+however many it grants, so a channel whose rate is far above its traffic pays next
+to nothing for the limiter.
+
+Adaptive pause: ``slow_down()`` (called on Result 8) halves the rate in use and
+moves the schedule ``PAUSE_SECONDS`` ahead, so nothing is sent for a moment; the
+rate then recovers by a quarter every second without flow control until it is back
+at the configured one.
 """
 
 from __future__ import annotations
@@ -27,6 +55,22 @@ from collections import deque
 from twisted.internet.interfaces import IReactorTime
 
 from cmppsvc.settings import channel_rate
+
+HEADROOM = 0.005
+"""The schedule runs this share below the rate, a margin for the gateway's jitter."""
+
+CATCH_UP_SECONDS = 0.005
+"""How far behind ``now`` the schedule may be and still be caught up on: above a
+reactor timer's usual lateness (1-2 ms), and at most ``HEADROOM`` seconds, so that
+no second holds more than ``rate + 1``."""
+
+HELD_SECONDS = 0.001
+"""When the 100 ms limit holds due submits back, this much of them is kept for the
+next pump; the rest are dropped from the schedule, so a catch-up is never repeated
+100 ms later as a burst."""
+
+WINDOW_SECONDS = 0.1
+"""The span of the gateway's short rule: at most ``rate / 10 + 1`` in any 100 ms."""
 
 PAUSE_SECONDS = 0.1
 """How long nothing is sent after a flow-control answer."""
@@ -44,117 +88,112 @@ RECOVERY_FACTOR = 1.25
 MINIMUM_RATE = 1.0
 """Flow control never slows a channel below one submit per second."""
 
-SPARE_TOKENS = 1.0
-"""Room in the bucket above its burst, so a timer that fires late carries the
-lateness over instead of losing it: with room for one token only, a channel of 100/s
-woken 0.8 ms late each time would send 8% below its rate.  The window count below
-keeps the 100 ms rule."""
-
-WINDOW_SECONDS = 0.1
-"""The span over which sends are counted against ``ceil(rate * WINDOW_SECONDS)``."""
+_EARLY = 1e-9
+"""A timer set for the exact due time may read the clock a rounding error early."""
 
 
 def window_limit(rate: float) -> int:
-    """How many submits ``rate`` allows in any ``WINDOW_SECONDS``: at least one."""
+    """How many submits ``rate`` allows in any ``WINDOW_SECONDS``: ``rate / 10 + 1``
+    rounded down, at least one."""
     # Rounded first: 5000 * 0.1 is 500.00000000000006 in floating point.
-    return max(1, math.ceil(round(rate * WINDOW_SECONDS, 6)))
+    return max(1, math.floor(round(rate * WINDOW_SECONDS + 1, 6)))
 
 
 class TokenBucket:
-    """Paces submits at ``rate`` per second on ``clock``, shared by all connections."""
+    """Paces submits at ``rate`` per second on ``clock``, shared by all connections.
 
-    def __init__(
-        self, rate: float, clock: IReactorTime, burst_seconds: float = 0.01
-    ) -> None:
+    ``rate`` is the channel's (0, None or nonsense mean ``DEFAULT_RATE``).  Callers
+    ``take(wanted)`` before sending, ``refund`` what they took and did not send, and
+    ask ``delay()`` when to try again after ``take`` gave nothing.
+    """
+
+    def __init__(self, rate: float, clock: IReactorTime) -> None:
         self.configured_rate = channel_rate(rate)
-        self.rate = self.configured_rate
         self._clock = clock
-        self._burst_seconds = burst_seconds
-        self._tokens = max(1.0, self.rate * burst_seconds)
-        self._capacity = self._tokens + SPARE_TOKENS
-        self._stamp = clock.seconds()
+        now = clock.seconds()
+        # The due time of the channel's next submit: a new limiter is an idle one.
+        self._due = now - CATCH_UP_SECONDS
         self._last_flow_control = float("-inf")
-        self._last_change = self._stamp
         self.flow_control_episodes = 0
-        self._limit = window_limit(self.rate)
-        self._grants: deque[list] = deque()  # [clock seconds, count], oldest first
+        self._sent: deque[list] = deque()  # [clock seconds, count], oldest first
         self._in_window = 0
-
-    def _refill(self, now: float) -> None:
-        """Add the tokens earned since the last look, and let the rate recover."""
-        if self.rate < self.configured_rate and now - self._last_change >= (
-            RECOVERY_SECONDS
-        ):
-            self._set_rate(min(self.configured_rate, self.rate * RECOVERY_FACTOR), now)
-
-        elapsed = now - self._stamp
-        if elapsed > 0:
-            self._tokens = min(self._capacity, self._tokens + elapsed * self.rate)
-            self._stamp = now
+        self._set_rate(self.configured_rate, now)
 
     def _set_rate(self, rate: float, now: float) -> None:
-        """Change the rate in use, and the bucket size with it."""
+        """Change the rate in use, with its spacing and its 100 ms limit."""
         self.rate = rate
-        self._capacity = max(1.0, rate * self._burst_seconds) + SPARE_TOKENS
-        self._tokens = min(self._tokens, self._capacity)
+        self._pace = rate * (1 - HEADROOM)
+        self._interval = 1.0 / self._pace
         self._limit = window_limit(rate)
         self._last_change = now
 
     def _room(self, now: float) -> int:
-        """How many more grants the last ``WINDOW_SECONDS`` allow at ``now``."""
-        grants = self._grants
-        # A nanosecond of slack, so a timer set for the exact expiry is never
-        # early by a floating-point rounding error.
-        horizon = now - WINDOW_SECONDS + 1e-9
-        while grants and grants[0][0] <= horizon:
-            self._in_window -= grants.popleft()[1]
+        """How many more sends the last ``WINDOW_SECONDS`` allow at ``now``."""
+        sent = self._sent
+        horizon = now - WINDOW_SECONDS + _EARLY
+        while sent and sent[0][0] <= horizon:
+            self._in_window -= sent.popleft()[1]
         return self._limit - self._in_window
 
     def take(self, wanted: int) -> int:
-        """Take up to ``wanted`` tokens now; return how many were granted."""
+        """Take up to ``wanted`` submits that are due now; return how many."""
         now = self._clock.seconds()
-        self._refill(now)
+        if self.rate < self.configured_rate and (
+            now - self._last_change >= RECOVERY_SECONDS
+        ):
+            self._set_rate(min(self.configured_rate, self.rate * RECOVERY_FACTOR), now)
 
-        if self._tokens < 1.0:
+        due = self._due
+        if due < now - CATCH_UP_SECONDS:
+            # Idle or stalled: no credit beyond the catch-up allowance.
+            due = now - CATCH_UP_SECONDS
+        elif due > now + _EARLY:
             return 0
-        granted = min(wanted, int(self._tokens), self._room(now))
+
+        granted = min(wanted, int((now - due) * self._pace + _EARLY) + 1)
+        room = self._room(now)
+        if granted > room:
+            # The 100 ms limit holds the rest back: all but HELD_SECONDS of them
+            # are dropped.  (Saved up, they would all go when the oldest sends
+            # age out: the same burst again every 100 ms.)
+            granted = max(0, room)
+            due = max(due, now - HELD_SECONDS - granted * self._interval)
         if granted <= 0:
+            self._due = due
             return 0
 
-        self._tokens -= granted
+        self._due = due + granted * self._interval
         self._in_window += granted
-        grants = self._grants
-        if grants and grants[-1][0] == now:
-            grants[-1][1] += granted
+        sent = self._sent
+        if sent and sent[-1][0] == now:
+            sent[-1][1] += granted
         else:
-            grants.append([now, granted])
+            sent.append([now, granted])
         return granted
 
     def refund(self, count: int) -> None:
-        """Give back tokens taken (by the last ``take``) for submits not sent."""
-        self._tokens = min(self._capacity, self._tokens + count)
-        grants = self._grants
-        if grants:
-            returned = min(count, grants[-1][1])
-            grants[-1][1] -= returned
-            self._in_window -= returned
+        """Give back ``count`` of the submits the last ``take`` granted, unsent."""
+        sent = self._sent
+        if not sent or count <= 0:
+            return
+
+        returned = min(count, sent[-1][1])
+        sent[-1][1] -= returned
+        self._in_window -= returned
+        self._due -= returned * self._interval
 
     def delay(self) -> float:
-        """Seconds until at least one token is available (0 when one is now)."""
+        """Seconds until ``take`` can grant again (0 when it can now)."""
         now = self._clock.seconds()
-        self._refill(now)
-
-        wait = max(0.0, 1.0 - self._tokens) / self.rate
+        wait = max(0.0, self._due - now)
         if self._room(now) <= 0:
-            # The oldest grant must leave the window first.
-            wait = max(wait, self._grants[0][0] + WINDOW_SECONDS - now)
+            # The oldest send must leave the window first.
+            wait = max(wait, self._sent[0][0] + WINDOW_SECONDS - now)
         return wait
 
     def slow_down(self) -> bool:
         """React to a flow-control answer; True when this began a new episode."""
         now = self._clock.seconds()
-        self._refill(now)
-
         new_episode = now - self._last_flow_control >= EPISODE_SECONDS
         if new_episode:
             self._last_flow_control = now
@@ -163,6 +202,6 @@ class TokenBucket:
         else:
             self._last_change = now
 
-        # Pause: whatever the bucket held is gone, and a short debt is owed.
-        self._tokens = -self.rate * PAUSE_SECONDS
+        # Pause: nothing is due until the pause is over.
+        self._due = max(self._due, now + PAUSE_SECONDS)
         return new_episode
