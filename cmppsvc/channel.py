@@ -18,12 +18,15 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from cmppsvc import recovery
 from cmppsvc.config import ChannelConfig
 from cmppsvc.connector import ChannelConnector
 from cmppsvc.inbound import InboundFlow
 from cmppsvc.inflight import InFlightStore
 from cmppsvc.latency import ChannelLatencies
+from cmppsvc.mtqueue import ack_command
 from cmppsvc.outbound import OutboundFlow
+from cmppsvc.recovery import Recovered, channel_policy
 from cmppsvc.sequence import SequenceAllocator
 from cmppsvc.settings import ConnectionSettings
 
@@ -87,12 +90,16 @@ class ChannelService(Service):
         self._status_call: Any = None
         self.connector: ChannelConnector | None = None
         self.outbound: OutboundFlow | None = None
+        self.recovered = Recovered({})
+        self._stopped: defer.Deferred | None = None
         self.inbound: InboundFlow | None = None
 
     @defer.inlineCallbacks
     def startService(self):
-        """Reserve Sequence_Ids, connect, and start reading the MT stream."""
+        """Reserve Sequence_Ids, load what was in flight, connect, read the MT
+        stream (this consumer's pending entries first: ``cmppsvc.recovery``)."""
         Service.startService(self)
+        self._stopped = None
         config = self.config
         stores = self._stores
         self._set_state("starting")
@@ -102,6 +109,16 @@ class ChannelService(Service):
         )
         yield self.allocator.start()
         self.inflight = InFlightStore(stores.writer, stores.redis, config.channel_id)
+        self.recovered = Recovered((yield self.inflight.load()), channel_policy(config))
+        if len(self.recovered):
+            log.info(
+                "channel {channel} resuming entries={entries} "
+                "in_flight={in_flight} policy={policy}",
+                channel=config.channel_id,
+                entries=len(self.recovered),
+                in_flight=self.recovered.in_flight_count(),
+                policy=self.recovered.policy,
+            )
 
         self.inbound = InboundFlow(
             config.channel_id,
@@ -126,30 +143,76 @@ class ChannelService(Service):
             self.inflight,
             stores.msgindex,
             stores.events,
-            self._acknowledge,
+            self._ack_command,
             self.latencies.submit_to_response,
             config.windowstats,
+            self.recovered,
         )
         self.connector.startService()
         stores.mt_reader.add_channel(
-            config.channel_id, self.outbound.entries_arrived, self._capacity
+            config.channel_id,
+            self.outbound.entries_arrived,
+            self._capacity,
+            pending_done=self._pending_entries_read,
         )
         self._set_state("running")
         self._write_status_periodically()
 
-    @defer.inlineCallbacks
     def stopService(self):
-        """Stop reading, let outstanding submits finish, disconnect, flush."""
+        """Stop reading, let outstanding submits finish, disconnect, flush.
+
+        Parts not sent yet stay pending in the MT stream; parts unanswered
+        after the connector's stop timeout are resolved at the next start.
+        A second call waits for the first stop.
+        """
+        if self._stopped is None:
+            self._stopped = self._stop()
+        waiter = defer.Deferred()
+        self._stopped.addBoth(lambda result: (waiter.callback(None), result)[1])
+        return waiter
+
+    @defer.inlineCallbacks
+    def _stop(self):
         Service.stopService(self)
         self._stores.mt_reader.remove_channel(self.config.channel_id)
         if self._status_call is not None and self._status_call.active():
             self._status_call.cancel()
+        if self.outbound is not None:
+            self.outbound.stop()
 
         if self.connector is not None:
             yield self.connector.stopService()
+        if getattr(self, "allocator", None) is not None:
+            self.allocator.stop()
         self._set_state("stopped")
         self._write_status()
         yield self._stores.writer.flush()
+
+    def forget(self) -> defer.Deferred:
+        """After a manual stop: resolve what this channel left in flight and
+        delete its cached keys (in-flight hash, Sequence_Id high-water mark)
+        once nothing is left; see ``cmppsvc.recovery.forget``. Fires with the
+        number of entries left (0: the keys are gone). Only while stopped."""
+        if self.running:
+            raise RuntimeError(f"channel {self.config.channel_id} is running")
+        stores = self._stores
+        inflight = InFlightStore(stores.writer, stores.redis, self.config.channel_id)
+        return recovery.forget(inflight, stores.events)
+
+    def _pending_entries_read(self) -> None:
+        """Every pending entry was handed over: resolve records left behind."""
+        if not len(self.recovered):
+            return
+        resolving = recovery.resolve_leftovers(
+            self.recovered, self.inflight, self._stores.events
+        )
+        resolving.addErrback(
+            lambda failure: log.failure(
+                "resolving in-flight records failed channel={channel}",
+                failure,
+                channel=self.config.channel_id,
+            )
+        )
 
     def _capacity(self) -> int:
         connector = self.connector
@@ -157,8 +220,8 @@ class ChannelService(Service):
             return 0
         return self.outbound.capacity()
 
-    def _acknowledge(self, entry_id: str) -> None:
-        self._stores.mt_reader.ack(self.config.channel_id, [entry_id])
+    def _ack_command(self, entry_id: str) -> tuple:
+        return ack_command(self.config.channel_id, [entry_id])
 
     def _connection_state_changed(self, state: str, details: dict) -> None:
         error = details.get("error")

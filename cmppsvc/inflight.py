@@ -1,28 +1,145 @@
-"""The submits of a channel that are sent and not yet answered, kept in Redis.
+"""The progress of a channel's MT entries, kept in Redis so a crash loses nothing.
 
-Each submit is recorded under its seq when it goes out and removed when its
-answer arrives, both written behind. After a restart ``load()`` returns what was
-left, so the channel can resend those submits or mark them unknown.
+Hash ``cmppsvc:inflight:<channel>``, one field per part of an MT entry that is
+being worked on: ``<entry id>/<part>`` (a part is one SUBMIT: destination index
+times segments plus segment index, from 0). A field goes through three states:
+
+1. *intended*: ``{"id", "to", "segment", "segments", "parts"}``, written and
+   confirmed by Redis **before** the part is handed to the connector, so a
+   part without a field was certainly never sent;
+2. *sent*: the same plus ``"seq"`` and ``"submitted"`` (clock seconds), written
+   behind each time the connector gives the part a Sequence_Id (before its
+   bytes go out, so the record always names the latest Sequence_Id);
+3. *done*: ``{"done": 1, "parts": N}``, written in ONE write-behind item with
+   the part's outcome event, so a done mark exists exactly when the event does.
+
+When the last part of an entry has its outcome, its event, the deletion of
+all the entry's fields and the entry's XACK go out as one item: Redis applies
+them together or not at all. After a restart or a crash, ``load()`` tells per
+entry which parts finished (skip them), which were intended or sent (in
+flight: resolved by the channel's restart policy, see ``cmppsvc.recovery``) and,
+by their absence, which were never sent (send them normally).
+
+Why items must be atomic: a batch of the write-behind queue is one Redis EVAL,
+applied whole; ``queue_together`` puts several commands into one queue item so
+no batch boundary falls between them.
 """
 
+from __future__ import annotations
+
 import json
+import weakref
+from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from cmppsvc import keys
-from cmppsvc.writebehind import WriteBehind
+from cmppsvc.writebehind import WriteBehind, WriteBehindFull, encode_command
 
 #: Longest record accepted back from Redis (characters of JSON).
 MAX_RECORD_LENGTH = 64 * 1024
 
+#: Most fields read back from one channel's hash after a restart. The hash holds
+#: a few window's worth of parts; far more means damage, not work to resume.
+MAX_FIELDS = 1_000_000
+
+#: Value of a done mark (the ``parts`` count is added).
+DONE = "done"
+
+
+def queue_together(writer: WriteBehind, *commands: tuple) -> int:
+    """Queue ``commands`` as one write-behind item, so they are written in the
+    same batch (one EVAL: all or nothing); returns the item's serial."""
+    together = getattr(writer, "queue_together", None)
+    if together is not None:
+        return together(*commands)
+
+    # For a WriteBehind without `queue_together` (before it had one): the
+    # same, with the encoded commands joined into one item. The batch script
+    # reads a count before each command, so the item runs as consecutive
+    # commands.
+    if writer._queued - writer._written >= writer.max_queue:
+        raise WriteBehindFull(
+            f"write-behind queue full ({writer.max_queue} commands waiting): "
+            "Redis is unreachable or too slow"
+        )
+    encoded = [encode_command(command) for command in commands]
+    writer._queue.append(
+        (b"".join(part for part, _ in encoded), sum(size for _, size in encoded))
+    )
+    writer._queued += 1
+    writer._schedule()
+    return writer._queued
+
+
+def event_command(events, fields: dict) -> tuple:
+    """The XADD of one event (``events`` is the ``EventWriter``: its stream
+    cap), for queueing together with the in-flight writes it goes with."""
+    arguments: list = ["XADD", keys.EVENTS, "MAXLEN", "~", events.maxlen, "*"]
+    for name, value in fields.items():
+        arguments.append(name)
+        arguments.append(value)
+    return tuple(arguments)
+
+
+class _WrittenWaiters:
+    """Deferreds that fire once the writer has written a given serial."""
+
+    def __init__(self, writer: WriteBehind) -> None:
+        self.writer = writer
+        self.waiting: deque = deque()
+        writer.add_after_write(self._written)
+
+    def wait(self, serial: int) -> defer.Deferred:
+        if self.writer.written >= serial:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self.waiting.append((serial, d))
+        return d
+
+    def _written(self, written: int) -> None:
+        waiting = self.waiting
+        ready = []
+        while waiting and waiting[0][0] <= written:
+            ready.append(waiting.popleft()[1])
+        if ready:
+            # Not from inside the writer's own callback: whoever waits will
+            # queue and flush again, which the writer does not expect there.
+            self.writer.clock.callLater(0, _fire, ready)
+
+
+def _fire(waiting: list) -> None:
+    for d in waiting:
+        d.callback(None)
+
+
+_waiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def when_written(writer: WriteBehind, serial: int) -> defer.Deferred:
+    """Fires once ``writer`` has written the command (or item) ``serial``."""
+    own = getattr(writer, "when_written", None)
+    if own is not None:
+        return own(serial)
+    waiters = _waiters.get(writer)
+    if waiters is None:
+        waiters = _waiters[writer] = _WrittenWaiters(writer)
+    return waiters.wait(serial)
+
+
+def part_field(entry_id: str, part: int) -> str:
+    """The hash field of one part of an MT entry."""
+    return f"{entry_id}/{part}"
+
+
+def is_done(record: dict) -> bool:
+    """True for a done mark (the part has its outcome event)."""
+    return record.get(DONE) == 1
+
 
 class InFlightStore:
-    """Hash ``cmppsvc:inflight:<channel>``: seq -> JSON submit record.
-
-    A record is a JSON-serialisable dict: message id, segment, segments, submit
-    time, MT stream entry id, destination, ...
-    """
+    """Hash ``cmppsvc:inflight:<channel>``: ``<entry>/<part>`` -> JSON record."""
 
     log = Logger()
 
@@ -32,40 +149,64 @@ class InFlightStore:
         self.channel_id = channel_id
         self.key = keys.inflight(channel_id)
 
-    def add(self, seq: int, record: dict) -> None:
-        """Record a submit as in flight under ``seq`` (written behind)."""
-        self.writer.queue(
-            "HSET", self.key, seq, json.dumps(record, separators=(",", ":"))
-        )
+    def intend(self, entry_id: str, records: dict[int, dict]) -> defer.Deferred:
+        """Record parts about to be sent (one HSET); fires once Redis has them."""
+        arguments: list = ["HSET", self.key]
+        for part, record in records.items():
+            arguments.append(part_field(entry_id, part))
+            arguments.append(_dump(record))
+        return when_written(self.writer, self.writer.queue(*arguments))
 
-    def remove(self, seq: int) -> None:
-        """Forget the submit under ``seq``: it has an answer (written behind)."""
-        self.writer.queue("HDEL", self.key, seq)
+    def sent(self, entry_id: str, part: int, record: dict) -> None:
+        """Record the part's latest Sequence_Id and send time (written behind)."""
+        self.writer.queue("HSET", self.key, part_field(entry_id, part), _dump(record))
+
+    def done_command(self, entry_id: str, part: int, parts: int) -> tuple:
+        """The command marking a part done; queue it together with its event."""
+        mark = _dump({DONE: 1, "parts": parts})
+        return ("HSET", self.key, part_field(entry_id, part), mark)
+
+    def delete_command(self, entry_id: str, parts) -> tuple:
+        """The command deleting the fields of ``parts`` of an entry."""
+        return ("HDEL", self.key, *(part_field(entry_id, part) for part in parts))
+
+    def forget_parts(self, entry_id: str, parts) -> None:
+        """Delete the fields of parts that will not be sent now (written behind)."""
+        parts = list(parts)
+        if parts:
+            self.writer.queue(*self.delete_command(entry_id, parts))
 
     @defer.inlineCallbacks
     def load(self):
-        """Fires with {seq: record} of everything recorded and not removed.
+        """Fires with {entry id: {part: record}} of everything in the hash.
 
         Waits for the write-behind queue first, so it sees this process's own
-        writes. Entries that are not valid records are logged and skipped.
+        writes. Fields and values that are not valid are logged and skipped.
         """
         yield self.writer.flush()
+        length = yield self.redis.execute_command("HLEN", self.key)
+        if int(length or 0) > MAX_FIELDS:
+            raise ValueError(
+                f"in-flight hash {self.key} has {length} fields, more than "
+                f"{MAX_FIELDS}: refusing to load it"
+            )
         reply = yield self.redis.execute_command("HGETALL", self.key)
         items = reply.items() if isinstance(reply, dict) else _pairs(reply or [])
 
-        records = {}
+        entries: dict[str, dict[int, dict]] = {}
         for field, value in items:
             try:
-                records[int(field)] = _parse_record(value)
+                entry_id, part = _parse_field(field)
+                entries.setdefault(entry_id, {})[part] = _parse_record(value)
             except ValueError as error:
                 self.log.warn(
                     "skipping a bad in-flight record channel={channel} "
                     "field={field!r}: {error}",
                     channel=self.channel_id,
-                    field=str(field)[:40],
+                    field=_text(field)[:80],
                     error=error,
                 )
-        return records
+        return entries
 
     def clear(self) -> defer.Deferred:
         """Delete every record of the channel (after the queue is written)."""
@@ -73,8 +214,28 @@ class InFlightStore:
         return self.writer.flush()
 
 
+def _dump(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
 def _pairs(flat: list):
     return zip(flat[0::2], flat[1::2], strict=False)
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _parse_field(field) -> tuple[str, int]:
+    text = _text(field)
+    if len(text) > 256:
+        raise ValueError("field longer than 256 characters")
+    entry_id, slash, part = text.rpartition("/")
+    if not slash or not entry_id or not part.isdigit() or len(part) > 6:
+        raise ValueError("field is not <entry id>/<part>")
+    return entry_id, int(part)
 
 
 def _parse_record(value) -> dict:

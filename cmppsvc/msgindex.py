@@ -6,7 +6,15 @@ segment is therefore indexed in ``cmppsvc:msgid:<msg_id text>`` (a hash with a
 TTL), written behind. A report can outrun the index write: ``lookup`` first
 looks at entries of this process still waiting in the queue, then at Redis, and
 when Redis has nothing it asks again a few times (another process may not have
-flushed yet) before answering None.
+flushed yet) before answering None. A report counted by ``mark_reported`` more
+than once is a duplicate (atomic in Redis: any process, any connection).
+
+Each segment of a long message has its own Msg_Id and its own entry here, all
+naming the message (``id``) and the segment (``segment``/``segments``); the
+rule that aggregates the segments' outcomes into the message's is in
+``cmppsvc.outbound``. The index lives in Redis with a TTL (``ttl``, default 72
+hours), so it survives restarts and crashes: a report for a Msg_Id answered
+before a restart is still matched.
 """
 
 from collections import OrderedDict

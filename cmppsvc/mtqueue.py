@@ -57,6 +57,7 @@ class _Channel:
     deliver: Callable[[list[Entry]], None]
     capacity: Callable[[], int]
     reject: Callable[[EntryId, str], None] | None
+    pending_done: Callable[[], None] | None = None
     group_ready: bool = False
     # "0"-based cursor through this consumer's own pending entries, then ">".
     cursor: str = "0"
@@ -103,6 +104,12 @@ def decode_entry(fields, limit: int = MAX_ENTRY_BYTES) -> dict[str, str]:
         name, value = fields[position], fields[position + 1]
         entry[str(name)] = value if isinstance(value, str) else str(value)
     return entry
+
+
+def ack_command(channel_id: str, entry_ids: list[EntryId]) -> tuple:
+    """The XACK of entries, for a caller that queues it together with the
+    writes it must go with (the outcome of an entry's last part)."""
+    return ("XACK", keys.mt_stream(channel_id), keys.MT_GROUP, *entry_ids)
 
 
 def _power_of_two_floor(value: int) -> int:
@@ -159,6 +166,7 @@ class MTReader:
         deliver: Callable[[list[Entry]], None],
         capacity: Callable[[], int],
         reject: Callable[[EntryId, str], None] | None = None,
+        pending_done: Callable[[], None] | None = None,
     ) -> None:
         """Read the MT stream of ``channel_id``.
 
@@ -166,10 +174,16 @@ class MTReader:
         more than ``capacity()`` at a time; this consumer's own pending entries
         (from before a restart) come first. ``reject(entry id, reason)`` receives
         bad entries (not UTF-8, too large); without it they are logged and
-        acknowledged.
+        acknowledged. ``pending_done()`` is called once every pending entry
+        has been handed over (the restart recovery resolves what is left then).
         """
         self._channels[channel_id] = _Channel(
-            channel_id, keys.mt_stream(channel_id), deliver, capacity, reject
+            channel_id,
+            keys.mt_stream(channel_id),
+            deliver,
+            capacity,
+            reject,
+            pending_done,
         )
         self.wake()
 
@@ -181,9 +195,7 @@ class MTReader:
     def ack(self, channel_id: str, entry_ids: list[EntryId]) -> None:
         """Acknowledge entries, written behind after everything queued before."""
         if entry_ids:
-            self.writer.queue(
-                "XACK", keys.mt_stream(channel_id), keys.MT_GROUP, *entry_ids
-            )
+            self.writer.queue(*ack_command(channel_id, entry_ids))
 
     def wake(self) -> None:
         """Read now rather than after the idle pause (a channel has room)."""
@@ -416,6 +428,8 @@ class MTReader:
                 if not entries:
                     channel.cursor = ">"
                     channel.claimed.clear()
+                    if channel.pending_done is not None:
+                        channel.pending_done()
                     continue
                 channel.cursor = _text(entries[-1][0])
                 if channel.claimed:

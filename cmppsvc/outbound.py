@@ -1,21 +1,32 @@
 """The MT flow of one channel: stream entries in, SUBMITs out, outcomes recorded.
 
-An MT entry becomes one SUBMIT per destination and segment (a "part"). Each
-part is recorded as in flight under its Sequence_Id before its bytes are
-written, and when its answer comes the in-flight record is removed, its Msg_Id
-is indexed for report matching, and a `submit` event is written. The entry is
-acknowledged on the stream only after every part has an outcome; the shared
-write-behind queue writes those outcomes before the acknowledgement.
+An MT entry becomes one SUBMIT per destination and segment (a "part"). Before a
+part is handed to the connector its record is written to the in-flight hash
+and confirmed by Redis (one HSET per entry), so after a crash a part without a
+record was certainly never sent. When its answer comes, its Msg_Id is indexed
+for report matching and its `submit` event is written in one atomic item with
+its done mark; the last part's item also deletes the entry's records and
+acknowledges the entry (XACK). The layout of the records and why they are
+atomic: ``cmppsvc.inflight``; what a restart does with them:
+``cmppsvc.recovery``.
 
 Several destinations are sent as one SUBMIT each rather than as one
-mass-send SUBMIT, so that every Msg_Id maps to exactly one number.
+mass-send SUBMIT, so that every Msg_Id maps to exactly one number. The
+concatenation reference of a long message is derived from its entry id, so
+a segment resent after a restart still joins the segments sent before it.
+
+Long messages: each segment has its own Sequence_Id, Msg_Id, submit event and
+report; every segment's Msg_Id maps to the message (`id`, `segment`,
+`segments`). Rule for the message's outcome: it is delivered when every
+segment's report says DELIVRD, failed as soon as any segment is rejected,
+fails or reports another stat, and unknown while a segment's outcome is
+unknown and none failed.
 """
 
 from __future__ import annotations
 
-import random
+import zlib
 from collections.abc import Callable
-from itertools import count
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -25,9 +36,11 @@ from twisted.python.failure import Failure
 from cmppsvc.codec import Submit
 from cmppsvc.codec.longsms import MessageTooLong, split_message
 from cmppsvc.codec.msgid import msg_id_text
-from cmppsvc.connector import SubmitFailed, SubmitOutcome
+from cmppsvc.connector import ChannelStopped, SubmitFailed, SubmitOutcome, SubmitUnknown
+from cmppsvc.inflight import InFlightStore, event_command, is_done, queue_together
 from cmppsvc.latency import LatencyHistogram
 from cmppsvc.mtmessage import InvalidMessage, MTMessage, parse_mt_entry
+from cmppsvc.recovery import RESEND, UNKNOWN_REASON, Recovered
 
 log = Logger(namespace="cmppsvc.outbound")
 
@@ -37,15 +50,33 @@ log = Logger(namespace="cmppsvc.outbound")
 PARTS_PER_WINDOW_SLOT = 4
 
 
-class _PendingMessage:
-    """An MT entry whose parts are not all answered yet."""
+def concatenation_reference(entry_id: str) -> int:
+    """The long-message reference of an entry: the same after a restart."""
+    return zlib.crc32(entry_id.encode("utf-8")) & 0xFFFF
 
-    __slots__ = ("message", "parts_left", "acked")
+
+class _Part:
+    """One SUBMIT of an entry: a destination and a segment."""
+
+    __slots__ = ("index", "destination", "pdu", "resend", "seq")
+
+    def __init__(self, index: int, destination: str, pdu: Submit) -> None:
+        self.index = index
+        self.destination = destination
+        self.pdu = pdu
+        self.resend = False
+        self.seq: int | None = None
+
+
+class _PendingMessage:
+    """An MT entry whose parts do not all have outcomes yet."""
+
+    __slots__ = ("message", "parts", "parts_left")
 
     def __init__(self, message: MTMessage, parts: int) -> None:
         self.message = message
+        self.parts = parts
         self.parts_left = parts
-        self.acked = False
 
 
 class OutboundFlow:
@@ -56,31 +87,46 @@ class OutboundFlow:
         config: Any,
         connector: Any,
         clock: IReactorTime,
-        inflight: Any,
+        inflight: InFlightStore,
         msgindex: Any,
         events: Any,
-        acknowledge: Callable[[str], None],
+        ack_command: Callable[[str], tuple],
         submit_latency: LatencyHistogram,
         log_each: bool,
+        recovered: Recovered | None = None,
     ) -> None:
         self._config = config
         self._connector = connector
         self._clock = clock
         self._inflight = inflight
+        self._writer = inflight.writer
         self._msgindex = msgindex
         self._events = events
-        self._acknowledge = acknowledge
+        self._ack_command = ack_command
         self._latency = submit_latency
         self._log_each = log_each
-        # A random start keeps references apart from those sent before a restart.
-        self._references = count(random.randrange(0x10000))
+        self._recovered = recovered or Recovered({})
+        self._stopping = False
         self.pending_parts = 0
-        self.counters = {"submitted": 0, "accepted": 0, "rejected": 0, "failed": 0}
+        self.counters = {
+            "submitted": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "failed": 0,
+            "resent": 0,
+            "unknown": 0,
+        }
 
     def capacity(self) -> int:
         """How many more MT entries the channel wants to read now."""
+        if self._stopping:
+            return 0
         limit = self._config.window * self._config.connections * PARTS_PER_WINDOW_SLOT
         return max(0, limit - self.pending_parts)
+
+    def stop(self) -> None:
+        """Take no more work; parts not sent yet stay for the next start."""
+        self._stopping = True
 
     def entries_arrived(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Start sending each entry read from the MT stream."""
@@ -89,6 +135,7 @@ class OutboundFlow:
 
     def _start(self, entry_id: str, fields: dict[str, str]) -> None:
         config = self._config
+        recorded = self._recovered.take(entry_id) or {}
         try:
             message = parse_mt_entry(entry_id, fields, config.number, config.expid_len)
             segments = split_message(
@@ -96,16 +143,45 @@ class OutboundFlow:
                 config.msg_fmt,
                 words_len=config.words_len,
                 words_max_len=config.words_max_len,
-                reference=next(self._references) & 0xFFFF,
+                reference=concatenation_reference(entry_id),
                 udh16=config.udh16,
             )
         except (InvalidMessage, MessageTooLong, ValueError) as error:
-            self._refuse(entry_id, fields, error)
+            self._refuse(entry_id, fields, error, recorded)
             return
 
-        pending = _PendingMessage(message, len(message.destinations) * len(segments))
+        parts = self._parts(message, segments)
+        pending = _PendingMessage(message, len(parts))
+        to_send: list[_Part] = []
+        to_resolve: list[tuple[_Part, dict]] = []
+        for part in parts:
+            record = recorded.get(part.index)
+            if record is None:
+                to_send.append(part)
+            elif is_done(record):
+                pending.parts_left -= 1
+            elif self._recovered.policy == RESEND:
+                part.resend = True
+                to_send.append(part)
+            else:
+                to_resolve.append((part, record))
+
+        if pending.parts_left == 0:
+            # Every part had its outcome before the restart; only the XACK
+            # (with the deletion of the records) was missing.
+            queue_together(self._writer, *self._completion(pending))
+            return
+
         self.pending_parts += pending.parts_left
+        for part, record in to_resolve:
+            self._resolve_unknown(pending, part, record)
+        if to_send:
+            self._send_when_recorded(pending, to_send)
+
+    def _parts(self, message: MTMessage, segments: list) -> list[_Part]:
+        config = self._config
         source = config.number + message.extension
+        parts = []
         for destination in message.destinations:
             for segment in segments:
                 pdu = Submit(
@@ -124,35 +200,89 @@ class OutboundFlow:
                     dest_terminal_ids=(destination,),
                     msg_content=segment.content,
                 )
-                self._send(pending, pdu, destination)
+                parts.append(_Part(len(parts), destination, pdu))
+        return parts
 
-    def _send(self, pending: _PendingMessage, pdu: Submit, destination: str) -> None:
-        message = pending.message
+    def _record(self, pending: _PendingMessage, part: _Part) -> dict:
         record = {
-            "id": message.message_id,
-            "entry": message.entry_id,
-            "to": destination,
-            "segment": pdu.pk_number,
-            "segments": pdu.pk_total,
+            "id": pending.message.message_id,
+            "to": part.destination,
+            "segment": part.pdu.pk_number,
+            "segments": part.pdu.pk_total,
+            "parts": pending.parts,
         }
+        if part.resend:
+            record["resend"] = 1
+        return record
+
+    def _send_when_recorded(self, pending: _PendingMessage, parts: list[_Part]):
+        entry_id = pending.message.entry_id
+        records = {part.index: self._record(pending, part) for part in parts}
+        recording = self._inflight.intend(entry_id, records)
+
+        def recorded(_):
+            if self._stopping:
+                # Never handed to the connector: not in flight.
+                self._abandon(pending, [part.index for part in parts], True)
+                return
+            for part in parts:
+                self._send(pending, part, records[part.index])
+
+        recording.addCallback(recorded)
+        recording.addErrback(
+            lambda failure: log.failure(
+                "sending failed channel={channel} entry={entry}",
+                failure,
+                channel=self._config.channel_id,
+                entry=entry_id,
+            )
+        )
+
+    def _send(self, pending: _PendingMessage, part: _Part, record: dict) -> None:
+        entry_id = pending.message.entry_id
 
         def seq_assigned(seq: int) -> None:
+            part.seq = seq
+            record["seq"] = seq
             record["submitted"] = self._clock.seconds()
-            self._inflight.add(seq, record)
+            self._inflight.sent(entry_id, part.index, record)
 
         self.counters["submitted"] += 1
-        sending = self._connector.submit(pdu, seq_assigned)
+        if part.resend:
+            self.counters["resent"] += 1
+        sending = self._connector.submit(part.pdu, seq_assigned)
         sending.addCallbacks(
             self._answered,
             self._failed,
-            callbackArgs=(pending, record),
-            errbackArgs=(pending, record),
+            callbackArgs=(pending, part, record),
+            errbackArgs=(pending, part, record),
+        )
+        sending.addErrback(
+            lambda failure: log.failure(
+                "recording an outcome failed channel={channel} entry={entry}",
+                failure,
+                channel=self._config.channel_id,
+                entry=entry_id,
+            )
         )
 
+    def _event(self, part: _Part, record: dict, **fields: Any) -> dict:
+        event = {
+            "type": "submit",
+            "channel": self._config.channel_id,
+            "id": record["id"],
+            "to": part.destination,
+        }
+        event.update(fields)
+        event["segment"] = record["segment"]
+        event["segments"] = record["segments"]
+        if part.resend:
+            event["resend"] = 1
+        return event
+
     def _answered(
-        self, outcome: SubmitOutcome, pending: _PendingMessage, record: dict
+        self, outcome: SubmitOutcome, pending: _PendingMessage, part: _Part, record
     ) -> None:
-        self._inflight.remove(outcome.seq)
         latency_ms = round((outcome.answered_at - outcome.sent_at) * 1000.0, 3)
         self._latency.record(latency_ms)
         text_id = msg_id_text(outcome.msg_id)
@@ -164,31 +294,25 @@ class OutboundFlow:
                 {
                     "id": record["id"],
                     "channel": self._config.channel_id,
-                    "to": record["to"],
+                    "to": part.destination,
                     "segment": record["segment"],
                     "segments": record["segments"],
-                    "submitted": record["submitted"],
+                    "submitted": outcome.sent_at,
                     "answered": outcome.answered_at,
                 },
             )
         else:
             self.counters["rejected"] += 1
 
-        self._events.emit(
-            {
-                "type": "submit",
-                "channel": self._config.channel_id,
-                "id": record["id"],
-                "to": record["to"],
-                "seq": outcome.seq,
-                "msg_id": text_id,
-                "result": outcome.result,
-                "reason": outcome.reason,
-                "outcome": "ok" if outcome.result == 0 else "rejected",
-                "latency_ms": latency_ms,
-                "segment": record["segment"],
-                "segments": record["segments"],
-            }
+        event = self._event(
+            part,
+            record,
+            seq=outcome.seq,
+            msg_id=text_id,
+            result=outcome.result,
+            reason=outcome.reason,
+            outcome="ok" if outcome.result == 0 else "rejected",
+            latency_ms=latency_ms,
         )
         if self._log_each:
             log.info(
@@ -201,10 +325,20 @@ class OutboundFlow:
                 subRsptime=latency_ms,
                 latency_ms=latency_ms,
             )
-        self._part_done(pending)
+        self._part_done(pending, part, event)
 
-    def _failed(self, failure: Failure, pending: _PendingMessage, record: dict) -> None:
+    def _failed(
+        self, failure: Failure, pending: _PendingMessage, part: _Part, record
+    ) -> None:
         error = failure.value
+        if isinstance(error, ChannelStopped):
+            # Never sent (or refused with flow control): safe to send later.
+            self._abandon(pending, [part.index], True)
+            return
+        if isinstance(error, SubmitUnknown) and self._stopping:
+            # In flight at the stop: the restart policy resolves it.
+            self._abandon(pending, [part.index], False)
+            return
         if not isinstance(error, SubmitFailed):
             log.failure(
                 "submit failed unexpectedly channel={channel} id={id}",
@@ -212,27 +346,20 @@ class OutboundFlow:
                 channel=self._config.channel_id,
                 id=record["id"],
             )
-        seq = getattr(error, "seq", None)
-        if seq is not None:
-            self._inflight.remove(seq)
 
+        seq = getattr(error, "seq", None) or part.seq
         self.counters["failed"] += 1
         reason = getattr(error, "reason", None) or failure.getErrorMessage()
-        self._events.emit(
-            {
-                "type": "submit",
-                "channel": self._config.channel_id,
-                "id": record["id"],
-                "to": record["to"],
-                "seq": seq if seq is not None else "",
-                "msg_id": "",
-                "result": -1,
-                "reason": reason,
-                "outcome": getattr(error, "outcome", "failed"),
-                "latency_ms": "",
-                "segment": record["segment"],
-                "segments": record["segments"],
-            }
+        outcome = "unknown" if isinstance(error, SubmitUnknown) else "failed"
+        event = self._event(
+            part,
+            record,
+            seq=seq if seq is not None else "",
+            msg_id="",
+            result=-1,
+            reason=reason,
+            outcome=outcome,
+            latency_ms="",
         )
         log.warn(
             "submit failed channel={channel} id={id} reason={reason}",
@@ -240,31 +367,71 @@ class OutboundFlow:
             id=record["id"],
             reason=reason,
         )
-        self._part_done(pending)
+        self._part_done(pending, part, event)
 
-    def _part_done(self, pending: _PendingMessage) -> None:
+    def _resolve_unknown(
+        self, pending: _PendingMessage, part: _Part, record: dict
+    ) -> None:
+        """A part in flight before the restart, under the `unknown` policy."""
+        self.counters["unknown"] += 1
+        event = self._event(
+            part,
+            record,
+            seq=record.get("seq", ""),
+            msg_id="",
+            result=-1,
+            reason=UNKNOWN_REASON,
+            outcome="unknown",
+            latency_ms="",
+            recovered=1,
+        )
+        self._part_done(pending, part, event)
+
+    def _part_done(self, pending: _PendingMessage, part: _Part, event: dict) -> None:
         self.pending_parts -= 1
         pending.parts_left -= 1
-        if pending.parts_left == 0 and not pending.acked:
-            pending.acked = True
-            self._acknowledge(pending.message.entry_id)
+        command = event_command(self._events, event)
+        if pending.parts_left == 0:
+            queue_together(self._writer, command, *self._completion(pending))
+        else:
+            done = self._inflight.done_command(
+                pending.message.entry_id, part.index, pending.parts
+            )
+            queue_together(self._writer, command, done)
 
-    def _refuse(self, entry_id: str, fields: dict[str, str], error: Exception) -> None:
+    def _completion(self, pending: _PendingMessage) -> tuple[tuple, tuple]:
+        entry_id = pending.message.entry_id
+        return (
+            self._inflight.delete_command(entry_id, range(pending.parts)),
+            self._ack_command(entry_id),
+        )
+
+    def _abandon(self, pending: _PendingMessage, indexes: list[int], unsent: bool):
+        """Parts left for the next start: not sent, or sent and unanswered."""
+        self.pending_parts -= len(indexes)
+        if unsent:
+            self._inflight.forget_parts(pending.message.entry_id, indexes)
+
+    def _refuse(
+        self, entry_id: str, fields: dict[str, str], error: Exception, recorded: dict
+    ) -> None:
         """Record an entry that cannot be sent, and acknowledge it."""
         message_id = str(fields.get("id") or entry_id)[:128]
         self.counters["failed"] += 1
-        self._events.emit(
-            {
-                "type": "failed",
-                "channel": self._config.channel_id,
-                "id": message_id,
-                "reason": str(error),
-            }
-        )
+        event = {
+            "type": "failed",
+            "channel": self._config.channel_id,
+            "id": message_id,
+            "reason": str(error),
+        }
         log.warn(
             "message refused channel={channel} id={id} reason={reason}",
             channel=self._config.channel_id,
             id=message_id,
             reason=str(error),
         )
-        self._acknowledge(entry_id)
+        commands = [event_command(self._events, event)]
+        if recorded:
+            commands.append(self._inflight.delete_command(entry_id, recorded))
+        commands.append(self._ack_command(entry_id))
+        queue_together(self._writer, *commands)

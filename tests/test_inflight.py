@@ -1,11 +1,14 @@
-# Tests for cmppsvc.inflight: in-flight submits recorded, removed, reloaded.
+# Tests for cmppsvc.inflight: part records, done marks, atomic items, reload.
 from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from cmppsvc import keys
-from cmppsvc.inflight import InFlightStore
+from cmppsvc.inflight import InFlightStore, is_done, queue_together, when_written
 from cmppsvc.writebehind import WriteBehind
 from tests.redisserver import start_redis
+
+RECORD = {"id": "m1", "to": "13800000000", "segment": 1, "segments": 2, "parts": 2}
 
 
 class InFlightStoreTests(unittest.TestCase):
@@ -20,26 +23,103 @@ class InFlightStoreTests(unittest.TestCase):
         self.store = InFlightStore(self.writer, self.redis, "c1")
 
     @defer.inlineCallbacks
-    def test_add_remove_load(self):
-        record = {"id": "m1", "segment": 1, "segments": 2, "entry": "1-0"}
-        self.store.add(7, record)
-        self.store.add(8, dict(record, segment=2))
-        self.store.remove(7)
+    def test_intend_fires_once_written(self):
+        second = dict(RECORD, segment=2)
+        yield self.store.intend("1-0", {0: RECORD, 1: second})
+        length = yield self.redis.execute_command("HLEN", keys.inflight("c1"))
+        self.assertEqual(length, 2)
         loaded = yield self.store.load()
-        self.assertEqual(loaded, {8: dict(record, segment=2)})
+        self.assertEqual(loaded, {"1-0": {0: RECORD, 1: second}})
+
+    @defer.inlineCallbacks
+    def test_sent_done_and_delete(self):
+        yield self.store.intend("1-0", {0: RECORD, 1: RECORD})
+        self.store.sent("1-0", 0, dict(RECORD, seq=7, submitted=1.5))
+        queue_together(self.writer, self.store.done_command("1-0", 1, 2))
+        loaded = yield self.store.load()
+        self.assertEqual(loaded["1-0"][0]["seq"], 7)
+        self.assertTrue(is_done(loaded["1-0"][1]))
+        self.assertFalse(is_done(loaded["1-0"][0]))
+
+        queue_together(self.writer, self.store.delete_command("1-0", range(2)))
+        loaded = yield self.store.load()
+        self.assertEqual(loaded, {})
+
+    @defer.inlineCallbacks
+    def test_forget_parts(self):
+        yield self.store.intend("1-0", {0: RECORD, 1: RECORD})
+        self.store.forget_parts("1-0", [1])
+        loaded = yield self.store.load()
+        self.assertEqual(list(loaded["1-0"]), [0])
 
     @defer.inlineCallbacks
     def test_bad_records_are_skipped(self):
         yield self.redis.execute_command(
-            "HSET", keys.inflight("c1"), "x", "{}", "9", "not json", "10", "[1]"
+            "HSET",
+            keys.inflight("c1"),
+            "x",
+            "{}",
+            "9-0/1",
+            "not json",
+            "9-0/2",
+            "[1]",
+            "9-0/x",
+            "{}",
+            "/3",
+            "{}",
         )
-        self.store.add(11, {"id": "m"})
+        yield self.store.intend("2-0", {0: {"id": "m"}})
         loaded = yield self.store.load()
-        self.assertEqual(loaded, {11: {"id": "m"}})
+        self.assertEqual(loaded, {"2-0": {0: {"id": "m"}}})
 
     @defer.inlineCallbacks
     def test_clear(self):
-        self.store.add(1, {"id": "m"})
+        yield self.store.intend("1-0", {0: RECORD})
         yield self.store.clear()
         loaded = yield self.store.load()
         self.assertEqual(loaded, {})
+
+
+class QueueTogetherTests(unittest.SynchronousTestCase):
+    """Commands queued together are never split across batches."""
+
+    def test_one_item_one_serial(self):
+        writer = WriteBehind(None, Clock(), max_batch=2)
+        writer._send = lambda: None  # keep everything queued
+        first = writer.queue("SET", "a", "1")
+        together = queue_together(writer, ("SET", "b", "2"), ("SET", "c", "3"))
+        self.assertEqual((first, together), (1, 2))
+        self.assertEqual(writer.backlog, 2)
+
+        parts, count, size = writer._take()
+        self.assertEqual(size, 2)
+        joined = b"".join(parts)
+        for key in (b"a", b"b", b"c"):
+            self.assertIn(b"\r\n" + key + b"\r\n", joined)
+        # each command keeps its own argument count before it
+        self.assertEqual(count, 3 * 4)
+
+    def test_when_written_without_the_writers_own(self):
+        clock = Clock()
+        writer = _OldWriter(clock)
+        d = when_written(writer, 1)
+        self.assertNoResult(d)
+        writer.written = 1
+        for callback in writer.after_write:
+            callback(1)
+        self.assertNoResult(d)  # not from inside the writer's callback
+        clock.advance(0)
+        self.successResultOf(d)
+        self.successResultOf(when_written(writer, 1))
+
+
+class _OldWriter:
+    """A writer without ``when_written``: only after-write callbacks."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.written = 0
+        self.after_write = []
+
+    def add_after_write(self, callback):
+        self.after_write.append(callback)

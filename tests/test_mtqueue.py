@@ -3,7 +3,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from cmppsvc import keys
-from cmppsvc.mtqueue import MTReader, decode_entry, reader_connection
+from cmppsvc.mtqueue import MTReader, ack_command, decode_entry, reader_connection
 from cmppsvc.writebehind import WriteBehind
 from tests.redisserver import fast_reconnect, start_redis
 
@@ -122,10 +122,18 @@ class MTReaderTests(unittest.TestCase):
         # same consumer name after a restart: its unacknowledged entries first
         second = Channel(room=100)
         again = self.reader()
-        again.add_channel("a", second.deliver, second.capacity)
+        delivered_when_done = []
+        again.add_channel(
+            "a",
+            second.deliver,
+            second.capacity,
+            pending_done=lambda: delivered_when_done.append(len(second.entries)),
+        )
         again.start()
         yield wait_until(lambda: len(second.entries) == 3)
         self.assertEqual(second.entries, first.entries[1:])
+        yield wait_until(lambda: delivered_when_done)
+        self.assertEqual(delivered_when_done, [3], "told once, after all pending")
 
         again.ack("a", [entry_id for entry_id, _ in second.entries])
         yield self.writer.flush()
@@ -186,4 +194,14 @@ class MTReaderTests(unittest.TestCase):
         self.assertEqual(
             [fields["id"] for _, fields in channel.entries],
             ["000", "001", "002", "003"],
+        )
+
+
+class AckCommandTests(unittest.SynchronousTestCase):
+    """The XACK an outcome is written together with."""
+
+    def test_ack_command(self):
+        self.assertEqual(
+            ack_command("c1", ["1-0", "2-0"]),
+            ("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),
         )
