@@ -429,3 +429,13 @@ def convert_field(channel_id: str, name: str, value: Any) -> Any:
     except FieldError as problem:
         reason = problem.reason
     raise ChannelConfigError(channel_id, name, reason)
+
+
+def _bookkeeping_fields() -> frozenset[str]:
+    names = [field.name for field in attrs.fields(ChannelConfig)]
+    return frozenset(names[names.index("record_id") : names.index("update_date") + 1])
+
+
+#: Attributes from the admin system's bookkeeping (record_id .. update_date):
+#: shown, never acted on, so a change of them alone restarts no channel.
+BOOKKEEPING_FIELDS: frozenset[str] = _bookkeeping_fields()

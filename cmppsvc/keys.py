@@ -9,7 +9,10 @@ line and an operator can read the whole data layout on this page.
   operators' admin system, read only |
 | ``cmppsvc:mt:<id>`` | stream, consumer group ``cmppsvc`` | messages to send |
 | ``cmppsvc:events`` | stream (capped) | submit results, reports, MO, states |
-| ``cmppsvc:autostart`` | set of channel ids | channels started after a restart |
+| ``cmppsvc:autostart`` | set of channel ids | reserved, not used (see
+  ``cmppsvc:stopped``) |
+| ``cmppsvc:stopped`` | set of channel ids | channels an operator stopped; every
+  other good record runs |
 | ``cmppsvc:seq:<id>`` | integer | Sequence_Id high-water mark (blocks are
   reserved ahead with INCRBY) |
 | ``cmppsvc:inflight:<id>`` | hash seq -> JSON record | submits sent, not answered |
@@ -17,7 +20,17 @@ line and an operator can read the whole data layout on this page.
   Msg_Id belongs to; matches delivery reports |
 | ``cmppsvc:status:<id>`` | hash | channel state, last error, counters |
 | ``cmppsvc:lease:<id>`` | string with PX | which process owns a channel |
-| ``cmppsvc:control`` | pub/sub channel | operator commands between processes |
+| ``cmppsvc:control`` | pub/sub channel | operator commands between processes:
+  JSON ``{"action": "start"|"stop"|"reload", "channel": "<id>"}`` |
+| ``cmppsvc:config-changed`` | pub/sub channel | the admin system publishes a
+  channel id after writing or deleting its record (``*`` or empty: rescan all) |
+| ``__keyspace@<db>__:channel-info:*`` | keyspace notifications | seen when the
+  server has ``notify-keyspace-events`` on (e.g. ``K$g``); cmppsvc never sets it |
+
+Autostart rule: a channel runs when its record is good and its id is not in
+``cmppsvc:stopped``. A new record therefore starts by default, the first start
+on an empty Redis runs every record, a restart reconnects every channel that
+was running, and an operator's stop survives restarts until a start.
 """
 
 #: Prefix of every key cmppsvc owns (``channel-info`` belongs to the admin system).
@@ -29,8 +42,17 @@ MT_GROUP = "cmppsvc"
 #: The events stream (one for all channels).
 EVENTS = PREFIX + "events"
 
-#: Set of channel ids to start after a restart.
+#: Reserved (the first design's set of channels to start after a restart);
+#: cmppsvc uses STOPPED instead, so that new records start by default.
 AUTOSTART = PREFIX + "autostart"
+
+#: Set of channel ids an operator stopped: they stay down, across restarts,
+#: until an operator starts them again.
+STOPPED = PREFIX + "stopped"
+
+#: Pub/sub channel the admin system notifies after changing a record: the
+#: message is the channel id, or ``*`` (or empty) to rescan every record.
+CONFIG_CHANGED = PREFIX + "config-changed"
 
 #: Pub/sub channel for operator commands between processes.
 CONTROL = PREFIX + "control"
@@ -69,3 +91,13 @@ def status(channel_id: str) -> str:
 def lease(channel_id: str) -> str:
     """The lease naming the process that runs a channel."""
     return PREFIX + "lease:" + channel_id
+
+
+def channel_info_pattern() -> str:
+    """The SCAN / PSUBSCRIBE pattern matching every channel record."""
+    return channel_info("*")
+
+
+def keyspace_channel_info(db: int) -> str:
+    """The keyspace-notification pattern of every channel record in ``db``."""
+    return f"__keyspace@{db}__:" + channel_info("*")

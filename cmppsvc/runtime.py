@@ -11,6 +11,7 @@ reactor's `before shutdown` trigger.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -24,10 +25,12 @@ from cmppsvc.channel import SharedStores
 from cmppsvc.collection import ChannelCollection
 from cmppsvc.config import ChannelConfig
 from cmppsvc.events import EventWriter
+from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.localredis import LocalRedis
 from cmppsvc.msgindex import MsgIdIndex
 from cmppsvc.mtqueue import MTReader
 from cmppsvc.redisconn import RedisAddress, connect_redis
+from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL, RecordWatcher
 from cmppsvc.sequence import RedisSequenceStore
 from cmppsvc.status import StatusWriter
 from cmppsvc.writebehind import WriteBehind
@@ -43,6 +46,10 @@ class CmppService(MultiService):
     port) with its data under `redis_directory`.
     `before_load`, when given, is called with the Redis connection before the
     channels are loaded (the demo uses it to load fixture records).
+    `lease_ttl` is the channel lease time (cmppsvc.lease), `rescan_interval`
+    the period of the safety-net rescan of every record (cmppsvc.reload).
+    The process's lease owner name is `consumer_name` plus a random suffix,
+    unique per start; it is shown as `owner` in the channel status.
     """
 
     def __init__(
@@ -55,6 +62,9 @@ class CmppService(MultiService):
         endpoint_factory: Callable[..., Any] | None = None,
         config_filter: Callable[[ChannelConfig], ChannelConfig] | None = None,
         before_load: Callable[[Any], Any] | None = None,
+        lease_ttl: float = DEFAULT_TTL,
+        lease_margin: float | None = None,
+        rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
     ) -> None:
         super().__init__()
         self._redis_address = redis_address
@@ -65,6 +75,11 @@ class CmppService(MultiService):
         self._endpoint_factory = endpoint_factory
         self._config_filter = config_filter
         self._before_load = before_load
+        self._lease_ttl = lease_ttl
+        self._lease_margin = lease_margin
+        self._rescan_interval = rescan_interval
+        self.owner = f"{self._consumer_name}:{os.urandom(4).hex()}"
+        self.watcher: RecordWatcher | None = None
         self.local_redis: LocalRedis | None = None
         self.redis: Any = None
         self.stores: SharedStores | None = None
@@ -122,11 +137,25 @@ class CmppService(MultiService):
             sequence_store=RedisSequenceStore(self.redis),
         )
         self.collection = ChannelCollection(
-            self.stores, self._clock, self._endpoint_factory, self._config_filter
+            self.stores,
+            self._clock,
+            self._endpoint_factory,
+            self._config_filter,
+            owner=self.owner,
+            lease_ttl=self._lease_ttl,
+            lease_margin=self._lease_margin,
         )
-        yield self.collection.load()
+        self.stores.mt_reader.start()
         self.collection.setServiceParent(self)
-        yield self.stores.mt_reader.start()
+        yield self.collection.whenChecked()
+        self.watcher = RecordWatcher(
+            address,
+            self._clock,
+            self.collection.reload_channel,
+            self.collection.handle_command,
+            self._rescan_interval,
+        )
+        self.watcher.setServiceParent(self)
         return self
 
     def _start_failed(self, failure):
@@ -138,6 +167,10 @@ class CmppService(MultiService):
         """Stop channels gracefully, flush every queued write, then Redis."""
         if self._started is not None and not self._started.called:
             yield self._started
+        if self.watcher is not None:
+            yield self.watcher.disownServiceParent()
+        if self.collection is not None:
+            yield self.collection.disownServiceParent()
         if self.stores is not None:
             yield self.stores.mt_reader.stop()
 

@@ -62,6 +62,22 @@ class Options(usage.Options):
             "across restarts (default: the host name).",
         ],
         [
+            "lease-ttl",
+            None,
+            15.0,
+            "Seconds a channel's lease lasts without renewal: when a process dies, "
+            "another takes its channels over within this time.",
+            float,
+        ],
+        [
+            "rescan-interval",
+            None,
+            30.0,
+            "Seconds between two rescans of every channel-info record (the safety "
+            "net behind change notifications).",
+            float,
+        ],
+        [
             "fixture",
             None,
             None,
@@ -91,6 +107,10 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--redis: {error}") from None
         else:
             self["redis_address"] = None
+        if not 0.1 <= self["lease-ttl"] <= 3600:
+            raise usage.UsageError("--lease-ttl: between 0.1 and 3600 seconds")
+        if not 0 <= self["rescan-interval"] <= 86400:
+            raise usage.UsageError("--rescan-interval: 0 (off) to 86400 seconds")
         if self["demo"]:
             self["loopback-only"] = True
             self["fixture"] = self["fixture"] or default_fixture()
@@ -118,6 +138,8 @@ def makeService(options: Options) -> CmppService:
         consumer_name=options["consumer"],
         config_filter=loopback_only if options["loopback-only"] else None,
         before_load=demo.prepare if demo is not None else None,
+        lease_ttl=options["lease-ttl"],
+        rescan_interval=options["rescan-interval"],
     )
     if demo is not None:
         demo.setServiceParent(service)

@@ -1,0 +1,136 @@
+# Lease keeper on a Clock, against an in-memory stand-in for Redis.
+"""Take, renew, release, and the moment a lease counts as lost."""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from cmppsvc import keys
+from cmppsvc.lease import RELEASE_SCRIPT, RENEW_SCRIPT, LeaseKeeper
+
+
+class MemoryRedis:
+    """SET NX PX, GET and the two lease scripts, with expiry on `clock`.
+
+    `answering = False` leaves every command unanswered (Redis away).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.values = {}
+        self.answering = True
+
+    def _get(self, key):
+        value, expires = self.values.get(key, (None, 0))
+        if value is not None and self.clock.seconds() >= expires:
+            del self.values[key]
+            return None
+        return value
+
+    def execute_command(self, name, *arguments):
+        if not self.answering:
+            return defer.Deferred()
+        if name == "SET":
+            key, value, _nx, _px, ttl_ms = arguments
+            if self._get(key) is not None:
+                return defer.succeed(None)
+            self.values[key] = (value, self.clock.seconds() + ttl_ms / 1000)
+            return defer.succeed("OK")
+        if name == "GET":
+            return defer.succeed(self._get(arguments[0]))
+        script, _count, key, owner, *rest = arguments
+        if self._get(key) != owner:
+            return defer.succeed(0)
+        if script == RENEW_SCRIPT:
+            self.values[key] = (owner, self.clock.seconds() + int(rest[0]) / 1000)
+        elif script == RELEASE_SCRIPT:
+            del self.values[key]
+        return defer.succeed(1)
+
+
+class LeaseKeeperTests(SynchronousTestCase):
+    """One keeper, or two sharing the stand-in."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.redis = MemoryRedis(self.clock)
+        self.lost = []
+
+    def keeper(self, owner="one", ttl=15.0):
+        keeper = LeaseKeeper(
+            self.redis,
+            owner,
+            self.clock,
+            lambda channel, reason: self.lost.append((owner, channel, reason)),
+            ttl=ttl,
+        )
+        keeper.start()
+        self.addCleanup(keeper.halt)
+        return keeper
+
+    def test_only_one_owner_at_a_time(self):
+        first, second = self.keeper("one"), self.keeper("two")
+        self.assertTrue(self.successResultOf(first.acquire("c")))
+        self.assertFalse(self.successResultOf(second.acquire("c")))
+        self.assertEqual(self.successResultOf(second.owner_of("c")), "one")
+
+    def test_renewal_keeps_the_lease_for_ever(self):
+        first, second = self.keeper("one"), self.keeper("two")
+        self.successResultOf(first.acquire("c"))
+        self.clock.pump([1.0] * 100)
+        self.assertTrue(first.holds("c"))
+        self.assertFalse(self.successResultOf(second.acquire("c")))
+        self.assertEqual(self.lost, [])
+
+    def test_release_frees_it_at_once(self):
+        first, second = self.keeper("one"), self.keeper("two")
+        self.successResultOf(first.acquire("c"))
+        self.successResultOf(first.release("c"))
+        self.assertFalse(first.holds("c"))
+        self.assertTrue(self.successResultOf(second.acquire("c")))
+
+    def test_release_does_not_free_someone_elses_lease(self):
+        first, second = self.keeper("one"), self.keeper("two")
+        self.successResultOf(second.acquire("c"))
+        self.successResultOf(first.release("c"))
+        self.assertEqual(self.successResultOf(first.owner_of("c")), "two")
+
+    def test_unanswered_renewals_lose_the_lease_before_it_expires(self):
+        first, second = self.keeper("one", ttl=15.0), self.keeper("two", ttl=15.0)
+        self.successResultOf(first.acquire("c"))
+        self.redis.answering = False
+        self.clock.advance(9.9)
+        self.assertEqual(self.lost, [])
+
+        self.clock.advance(0.2)
+        self.assertEqual([(o, c) for o, c, _ in self.lost], [("one", "c")])
+        self.assertFalse(first.holds("c"))
+        # still held in Redis: nobody else can have started the channel yet
+        self.redis.answering = True
+        self.assertFalse(self.successResultOf(second.acquire("c")))
+        self.clock.advance(5.0)
+        self.assertTrue(self.successResultOf(second.acquire("c")))
+
+    def test_a_lease_taken_over_is_lost_at_the_next_renewal(self):
+        first = self.keeper("one")
+        self.successResultOf(first.acquire("c"))
+        self.redis.values[keys.lease("c")] = ("two", self.clock.seconds() + 15)
+        self.clock.advance(first.renew_interval)
+        self.assertEqual(len(self.lost), 1)
+        self.assertIn("another process", self.lost[0][2])
+
+    def test_halt_neither_releases_nor_reports(self):
+        first, second = self.keeper("one"), self.keeper("two")
+        self.successResultOf(first.acquire("c"))
+        first.halt()
+        self.clock.advance(14.9)
+        self.assertFalse(self.successResultOf(second.acquire("c")))
+        self.clock.advance(0.2)
+        self.assertTrue(self.successResultOf(second.acquire("c")))
+        self.assertEqual(self.lost, [])
+
+    def test_bad_settings_refused(self):
+        with self.assertRaises(ValueError):
+            LeaseKeeper(self.redis, "", self.clock, print)
+        with self.assertRaises(ValueError):
+            LeaseKeeper(self.redis, "x", self.clock, print, ttl=1.0, margin=1.0)
