@@ -13,12 +13,11 @@ Rules (the operator's view):
   start), a deleted record stops it, a new record starts it.
   Only a change of the parsed configuration restarts; a change of fields
   cmppsvc ignores does not. cmppsvc.reload says when to reconcile.
-- Several processes: a channel runs only in the process holding its lease
-  (cmppsvc.lease). Every ``ttl / 3`` each process tries to take the leases of
-  good records nobody holds, so a dead process's channels are taken over
-  within the lease time; the new owner then claims the MT entries the old
-  owner's consumer left pending. A process losing a lease stops the channel at
-  once and aborts any connection left before the lease can expire.
+- Several processes: a channel runs only in the process holding its lease;
+  taking over a dead process's channels is cmppsvc.takeover's part.
+- Redis away: a check that fails is logged once per outage and left to the
+  next rescan; nothing stops because Redis is gone for a while (only a lease
+  that cannot be renewed stops its channel).
 - Manual stop (`stop_channel`): the id goes into ``cmppsvc:stopped`` first,
   then the owner stops the channel gracefully and, once its in-flight entries
   are resolved, deletes its cached Sequence_Id and in-flight keys; the Msg_Id
@@ -30,8 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import attrs
-import txredisapi
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -41,53 +38,32 @@ from cmppsvc import keys
 from cmppsvc.channel import ChannelService, SharedStores
 from cmppsvc.commands import Command, check_channel_id
 from cmppsvc.config import ChannelConfig, ChannelConfigError, parse_channel_record
-from cmppsvc.configschema import BOOKKEEPING_FIELDS
 from cmppsvc.lease import DEFAULT_TTL, LeaseKeeper
+from cmppsvc.records import (
+    SCAN_BATCH,
+    report_refused,
+    same_config,
+    scan_channel_ids,
+)
+from cmppsvc.redisconn import OutageLog, is_transient
 from cmppsvc.status import read as read_status
+from cmppsvc.takeover import CLAIM_PERIOD_LEASES, LeaseCoordination
+
+__all__ = [
+    "CLAIM_PERIOD_LEASES",
+    "MANUAL_STOP",
+    "SCAN_BATCH",
+    "ChannelCollection",
+    "same_config",
+    "scan_channel_ids",
+]
 
 log = Logger(namespace="cmppsvc.collection")
-
-SCAN_BATCH = 500
-
-#: Takeover claims MT entries left pending this long by another consumer, for
-#: this many lease times after taking a channel.
-CLAIM_PERIOD_LEASES = 3
 
 MANUAL_STOP = "stopped by an operator"
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-@defer.inlineCallbacks
-def scan_channel_ids(redis: Any):
-    """Every channel id that has a `channel-info:<id>` record."""
-    ids: set[str] = set()
-    cursor = 0
-    prefix_length = len(keys.channel_info(""))
-    while True:
-        cursor, found = yield redis.execute_command(
-            "SCAN", cursor, "MATCH", keys.channel_info_pattern(), "COUNT", SCAN_BATCH
-        )
-        ids.update(_text(key)[prefix_length:] for key in found)
-        cursor = int(cursor)
-        if cursor == 0:
-            return sorted(ids)
-
-
-def same_config(running: ChannelConfig, new: ChannelConfig) -> bool:
-    """True when a new record would run exactly like the running one: the
-    admin system's bookkeeping (configschema.BOOKKEEPING_FIELDS) and unknown
-    fields do not count."""
-    return all(
-        getattr(running, field.name) == getattr(new, field.name)
-        for field in attrs.fields(ChannelConfig)
-        if field.name not in BOOKKEEPING_FIELDS and field.name != "extra"
-    )
-
-
-class ChannelCollection(Service):
+class ChannelCollection(LeaseCoordination, Service):
     """The channels this process runs, kept in line with their records."""
 
     def __init__(
@@ -118,7 +94,7 @@ class ChannelCollection(Service):
         self._taken_at: dict[str, float] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self._takeover: task.LoopingCall | None = None
-        self._trouble = False
+        self._trouble = OutageLog(log, "channels are being checked")
         self._first_check: defer.Deferred = defer.succeed(None)
 
     # -- the Python control API ------------------------------------------------
@@ -244,7 +220,6 @@ class ChannelCollection(Service):
             [self.reconcile(channel_id) for channel_id in sorted(channel_ids)],
             consumeErrors=True,
         )
-        yield self._claim_all(list(self._channels))
         log.info(
             "channels checked records={records} running={running} "
             "broken={broken} stopped={stopped}",
@@ -262,8 +237,10 @@ class ChannelCollection(Service):
         return d
 
     def _reconcile_failed(self, failure: Any, channel_id: str) -> None:
-        if failure.check(txredisapi.ConnectionError, defer.TimeoutError):
+        if is_transient(failure):
             self._report_trouble(f"checking channel {channel_id}", failure.value)
+        elif failure.check(defer.CancelledError):
+            pass  # the process is stopping
         else:
             log.failure(
                 "checking channel {channel} failed", failure, channel=channel_id
@@ -335,23 +312,7 @@ class ChannelCollection(Service):
                 config = self._config_filter(config)
         except ChannelConfigError as error:
             if self.broken.get(channel_id) != str(error):
-                log.error(
-                    "channel record refused channel={channel} field={field} "
-                    "reason={reason}",
-                    channel=channel_id,
-                    field=error.field,
-                    reason=error.reason,
-                )
-                self._stores.status.update(
-                    channel_id,
-                    {
-                        "channel": channel_id,
-                        "state": "broken",
-                        "last_error": str(error),
-                        "error_field": error.field,
-                        "error_reason": error.reason,
-                    },
-                )
+                report_refused(channel_id, error, self._stores.status)
             self.broken[channel_id] = str(error)
             return None
         self.broken.pop(channel_id, None)
@@ -372,12 +333,15 @@ class ChannelCollection(Service):
             yield self._stop_service(channel)
             yield self.leases.release(channel_id)
             return
-        self._taken_at[channel_id] = self._clock.seconds()
         self._stores.status.update(
             channel_id,
             {"owner": self.owner, "stop_reason": "", "error_field": ""},
         )
-        # not waited for: the claim may queue behind a blocking MT read
+        # Claimed again for a few lease times while another consumer has
+        # entries pending (they become claimable a lease time after their
+        # last delivery). Not waited for: the claim may queue behind a
+        # blocking MT read.
+        self._taken_at[channel_id] = self._clock.seconds()
         self._claim(channel_id)
 
     @defer.inlineCallbacks
@@ -424,115 +388,14 @@ class ChannelCollection(Service):
 
     @defer.inlineCallbacks
     def _forget(self, channel: ChannelService):
-        """After a manual stop: drop the cached Sequence_Id and in-flight keys
-        (the channel's own `forget` when it has one)."""
-        channel_id = channel.config.channel_id
-        forget = getattr(channel, "forget", None)
-        if forget is not None:
-            yield forget()
-            return
-        redis = self._stores.redis
-        left = int((yield redis.execute_command("HLEN", keys.inflight(channel_id))))
+        """After a manual stop: resolve what the channel left in flight, then
+        drop its cached Sequence_Id and in-flight keys (ChannelService.forget)."""
+        left = yield channel.forget()
         if left:
             log.warn(
                 "manual stop keeps {left} unresolved in-flight entries channel={c}",
                 left=left,
-                c=channel_id,
-            )
-            return
-        yield redis.execute_command(
-            "DEL", keys.sequence(channel_id), keys.inflight(channel_id)
-        )
-
-    # -- leases ----------------------------------------------------------------
-
-    def _lease_lost(self, channel_id: str, reason: str) -> None:
-        """Stop at once; abort what is left before the lease can expire."""
-        channel = self._channels.pop(channel_id, None)
-        self._taken_at.pop(channel_id, None)
-        if channel is None:
-            return
-        self._stores.mt_reader.remove_channel(channel_id)
-        abort = self._clock.callLater(
-            self.leases.margin * 0.8, self._abort_connections, channel
-        )
-        stopping = self._stop_service(channel)
-        stopping.addBoth(lambda _: abort.active() and abort.cancel())
-        self._stores.status.update(
-            channel_id, {"owner": "", "stop_reason": f"lease lost: {reason}"}
-        )
-
-    @staticmethod
-    def _abort_connections(channel: ChannelService) -> None:
-        """Close every connection of a channel now (its lease is ending)."""
-        connector = channel.connector
-        for connection in getattr(connector, "connections", ()):
-            service = getattr(connection, "service", None)
-            if service is not None and service.running:
-                service.stopService()
-            transport = getattr(
-                getattr(connection, "protocol", None), "transport", None
-            )
-            if transport is not None:
-                transport.abortConnection()
-
-    @defer.inlineCallbacks
-    def _take_over(self):
-        """Take the free leases of good records that run nowhere, and claim
-        what the previous owners left pending."""
-        free = sorted(self._candidates - set(self._channels) - set(self._locks))
-        results = yield defer.DeferredList(
-            [self.leases.acquire(channel_id) for channel_id in free],
-            consumeErrors=True,
-        )
-        taken = []
-        for channel_id, (success, result) in zip(free, results, strict=True):
-            if not success:
-                self._report_trouble("taking over channels", result.value)
-            elif result:
-                log.info("taking over channel={channel}", channel=channel_id)
-                taken.append(channel_id)
-        yield defer.DeferredList([self.reconcile(channel_id) for channel_id in taken])
-
-        now = self._clock.seconds()
-        recent = []
-        for channel_id, taken_at in list(self._taken_at.items()):
-            if now - taken_at > CLAIM_PERIOD_LEASES * self.leases.ttl:
-                del self._taken_at[channel_id]
-            else:
-                recent.append(channel_id)
-        yield self._claim_all(recent)
-
-    def _claim_all(self, channel_ids: list[str]) -> defer.Deferred:
-        """Claim for several channels at once (the claims share the MT
-        reader's connection, which may be blocked in a read for a while)."""
-        return defer.DeferredList(
-            [self._claim(channel_id) for channel_id in channel_ids]
-        )
-
-    @defer.inlineCallbacks
-    def _claim(self, channel_id: str):
-        """Claim MT entries another consumer left pending a lease time."""
-        if channel_id not in self._channels:
-            return
-        try:
-            claimed = yield self._stores.mt_reader.claim_stale(
-                channel_id, self.leases.ttl_ms
-            )
-        except KeyError:
-            return
-        except txredisapi.ResponseError as error:
-            if "NOGROUP" not in str(error):
-                self._report_trouble(f"claiming entries of channel {channel_id}", error)
-            return
-        except Exception as error:
-            self._report_trouble(f"claiming entries of channel {channel_id}", error)
-            return
-        if claimed:
-            log.info(
-                "claimed {count} MT entries left by another process channel={c}",
-                count=claimed,
-                c=channel_id,
+                c=channel.config.channel_id,
             )
 
     # -- helpers ---------------------------------------------------------------
@@ -543,15 +406,7 @@ class ChannelCollection(Service):
         )
 
     def _report_trouble(self, doing: str, error: BaseException) -> None:
-        if not self._trouble:
-            log.error(
-                "Redis trouble while {doing}, retrying later: {error}",
-                doing=doing,
-                error=str(error)[:200] or type(error).__name__,
-            )
-        self._trouble = True
+        self._trouble.failed(doing, error)
 
     def _trouble_over(self) -> None:
-        if self._trouble:
-            log.info("Redis answers again; channels are being checked")
-        self._trouble = False
+        self._trouble.recovered()

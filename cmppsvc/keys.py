@@ -9,17 +9,18 @@ line and an operator can read the whole data layout on this page.
   operators' admin system, read only |
 | ``cmppsvc:mt:<id>`` | stream, consumer group ``cmppsvc`` | messages to send |
 | ``cmppsvc:events`` | stream (capped) | submit results, reports, MO, states |
-| ``cmppsvc:autostart`` | set of channel ids | reserved, not used (see
-  ``cmppsvc:stopped``) |
 | ``cmppsvc:stopped`` | set of channel ids | channels an operator stopped; every
-  other good record runs |
+  other good record runs (it replaced the first design's ``cmppsvc:autostart``
+  set, which cmppsvc never writes) |
 | ``cmppsvc:seq:<id>`` | integer | Sequence_Id high-water mark (blocks are
   reserved ahead with INCRBY) |
-| ``cmppsvc:inflight:<id>`` | hash seq -> JSON record | submits sent, not answered |
+| ``cmppsvc:inflight:<id>`` | hash ``<entry id>/<part>`` -> JSON record | each
+  part of an MT entry: intended, or sent with its seq, or a done mark |
 | ``cmppsvc:msgid:<msg_id text>`` | hash, with a TTL | which message and segment a
   Msg_Id belongs to; matches delivery reports |
 | ``cmppsvc:status:<id>`` | hash | channel state, last error, counters |
-| ``cmppsvc:lease:<id>`` | string with PX | which process owns a channel |
+| ``cmppsvc:lease:<id>`` | string with PX | which process owns a channel (its
+  owner name) |
 | ``cmppsvc:control`` | pub/sub channel | operator commands between processes:
   JSON ``{"action": "start"|"stop"|"reload", "channel": "<id>"}`` |
 | ``cmppsvc:config-changed`` | pub/sub channel | the admin system publishes a
@@ -27,7 +28,7 @@ line and an operator can read the whole data layout on this page.
 | ``__keyspace@<db>__:channel-info:*`` | keyspace notifications | seen when the
   server has ``notify-keyspace-events`` on (e.g. ``K$g``); cmppsvc never sets it |
 
-Autostart rule: a channel runs when its record is good and its id is not in
+Start rule: a channel runs when its record is good and its id is not in
 ``cmppsvc:stopped``. A new record therefore starts by default, the first start
 on an empty Redis runs every record, a restart reconnects every channel that
 was running, and an operator's stop survives restarts until a start.
@@ -42,12 +43,9 @@ MT_GROUP = "cmppsvc"
 #: The events stream (one for all channels).
 EVENTS = PREFIX + "events"
 
-#: Reserved (the first design's set of channels to start after a restart);
-#: cmppsvc uses STOPPED instead, so that new records start by default.
-AUTOSTART = PREFIX + "autostart"
-
 #: Set of channel ids an operator stopped: they stay down, across restarts,
-#: until an operator starts them again.
+#: until an operator starts them again. It replaced the first design's
+#: ``cmppsvc:autostart`` set, so that a new record starts by default.
 STOPPED = PREFIX + "stopped"
 
 #: Pub/sub channel the admin system notifies after changing a record: the
@@ -74,7 +72,8 @@ def sequence(channel_id: str) -> str:
 
 
 def inflight(channel_id: str) -> str:
-    """The hash of submits of a channel that are sent and not yet answered."""
+    """The in-flight hash of a channel: field ``<entry id>/<part>``, value a
+    JSON record (intended, or sent with its seq, or a done mark)."""
     return PREFIX + "inflight:" + channel_id
 
 

@@ -4,9 +4,10 @@ A lease is the key ``cmppsvc:lease:<id>`` holding the owner's name, with an
 expiry. Rules:
 
 - Take: ``SET key owner NX PX ttl``; only a free lease can be taken.
-- Renew: every ``ttl / 3`` a Lua script extends the expiry only if the key
-  still names this owner (compare-and-PEXPIRE); a failed renewal is retried
-  sooner (``retry_interval``).
+- Renew: every ``ttl / 3`` ONE Lua script run renews every lease the process
+  holds (up to ``RENEW_BATCH`` per run): it extends each key's expiry only if
+  the key still names this owner (compare-and-PEXPIRE). A failed renewal is
+  retried sooner (``retry_interval``); it is logged once per outage.
 - Release: a Lua compare-and-DEL, after the channel has stopped.
 - Loss: the owner measures on its own clock from the moment it SENT the last
   successful take or renewal; at ``ttl - margin`` after it without a newer
@@ -39,10 +40,22 @@ DEFAULT_MARGIN_FRACTION = 1 / 3
 #: Owner names and channel ids are short; anything longer is refused.
 MAX_OWNER_LENGTH = 200
 
-RENEW_SCRIPT = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
-)
+#: Most leases renewed by one script run (a thousand channels: one run).
+RENEW_BATCH = 1000
+
+# KEYS: the leases; ARGV: owner, ttl in ms. Returns 1 (renewed) or 0 (the key
+# names someone else or is gone) per key, in order.
+RENEW_SCRIPT = """\
+local renewed = {}
+for index, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    renewed[index] = redis.call('PEXPIRE', key, ARGV[2])
+  else
+    renewed[index] = 0
+  end
+end
+return renewed
+"""
 RELEASE_SCRIPT = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) else return 0 end"
@@ -92,6 +105,7 @@ class LeaseKeeper:
         self._held: dict[str, Any] = {}
         self._renew_call: Any = None
         self._running = False
+        self._renewals_failing = False
 
     @property
     def ttl_ms(self) -> int:
@@ -184,51 +198,62 @@ class LeaseKeeper:
     def _renew_all(self):
         self._renew_call = None
         channel_ids = list(self._held)
-        results = yield defer.DeferredList(
-            [self._renew(channel_id) for channel_id in channel_ids],
-            consumeErrors=True,
-        )
-        failed = [
-            channel_id
-            for channel_id, (success, renewed) in zip(channel_ids, results, strict=True)
-            if not success or renewed is None
+        batches = [
+            channel_ids[start : start + RENEW_BATCH]
+            for start in range(0, len(channel_ids), RENEW_BATCH)
         ]
-        if failed:
-            log.warn(
-                "lease renewal failed, retrying channels={channels}",
-                channels=",".join(failed[:20]),
+        try:
+            results = yield defer.DeferredList(
+                [self._renew(batch) for batch in batches], consumeErrors=True
             )
-        self._schedule(self.retry_interval if failed else self.renew_interval)
+            failed = [
+                channel_id
+                for batch, (success, renewed) in zip(batches, results, strict=True)
+                if not success or not renewed
+                for channel_id in batch
+            ]
+            if failed and not self._renewals_failing:
+                log.warn(
+                    "lease renewal failed, retrying every {interval} s "
+                    "channels={channels}",
+                    interval=self.retry_interval,
+                    channels=",".join(failed[:20]),
+                )
+            elif not failed and self._renewals_failing:
+                log.info("lease renewals answered again")
+            self._renewals_failing = bool(failed)
+        finally:
+            self._schedule(
+                self.retry_interval if self._renewals_failing else self.renew_interval
+            )
 
     @defer.inlineCallbacks
-    def _renew(self, channel_id: str):
-        """Fires with True (renewed), False (lost) or None (no answer)."""
+    def _renew(self, channel_ids: list[str]):
+        """Renew several leases in one script run; fires with True (answered:
+        the leases it found taken are declared lost) or False (no answer)."""
         sent_at = self.clock.seconds()
         try:
-            reply = yield self.redis.execute_command(
+            replies = yield self.redis.execute_command(
                 "EVAL",
                 RENEW_SCRIPT,
-                1,
-                keys.lease(channel_id),
+                len(channel_ids),
+                *[keys.lease(channel_id) for channel_id in channel_ids],
                 self.owner,
                 self.ttl_ms,
             )
-        except Exception as error:  # Redis away: the watchdog decides
-            log.debug(
-                "lease renewal error channel={channel}: {error}",
-                channel=channel_id,
-                error=str(error)[:200],
-            )
-            return None
-
-        watchdog = self._held.get(channel_id)
-        if watchdog is None:
-            return True
-        if int(reply or 0) != 1:
-            self._declare_lost(channel_id, "the lease is held by another process")
+        except Exception as error:  # Redis away: the watchdogs decide
+            log.debug("lease renewal error: {error}", error=str(error)[:200])
             return False
-        if watchdog.active():
-            watchdog.reset(self._valid_for(sent_at))
+
+        valid_for = self._valid_for(sent_at)
+        for channel_id, reply in zip(channel_ids, replies or (), strict=False):
+            watchdog = self._held.get(channel_id)
+            if watchdog is None:
+                continue
+            if int(reply or 0) != 1:
+                self._declare_lost(channel_id, "the lease is held by another process")
+            elif watchdog.active():
+                watchdog.reset(valid_for)
         return True
 
     def _expired(self, channel_id: str) -> None:
@@ -248,4 +273,7 @@ class LeaseKeeper:
             owner=self.owner,
             reason=reason,
         )
-        self._lost(channel_id, reason)
+        try:
+            self._lost(channel_id, reason)
+        except Exception:
+            log.failure("stopping channel={channel} failed", channel=channel_id)

@@ -1,10 +1,8 @@
-"""A private redis-server child process, and how cmppsvc connects to Redis.
+"""A private redis-server child process.
 
 ``LocalRedis`` runs one redis-server bound to 127.0.0.1 for the demo, for tests
 and for a single-box install; ``LocalRedisService`` wraps it for twistd.
-``connect_redis`` opens a txredisapi connection with the options every cmppsvc
-store expects (values stay text: numbers are not converted, so "007" stays
-"007").
+Connect to it with ``cmppsvc.redisconn.connect_redis(local_redis.url)``.
 """
 
 import collections
@@ -39,36 +37,6 @@ class RedisServerMissing(RuntimeError):  # noqa: N818 (reads as a state)
 
 class RedisServerFailed(RuntimeError):  # noqa: N818
     """redis-server exited or never answered while starting."""
-
-
-def connect_redis(
-    host: str = "127.0.0.1",
-    port: int = 6379,
-    *,
-    password: str | None = None,
-    dbid: int | None = None,
-    pool_size: int = 1,
-    lazy: bool = True,
-    reply_timeout: float | None = None,
-):
-    """Open a txredisapi connection (pool) configured the way cmppsvc reads Redis.
-
-    Numbers are not converted (``convertNumbers=False``): stored text comes back
-    as text. Lazy by default: returns the handler at once and reconnects by
-    itself; with ``lazy=False`` returns a Deferred firing when connected.
-    """
-    options = dict(
-        host=host,
-        port=port,
-        dbid=dbid,
-        poolsize=pool_size,
-        password=password,
-        convertNumbers=False,
-        replyTimeout=reply_timeout,
-    )
-    if lazy:
-        return txredisapi.lazyConnectionPool(**options)
-    return txredisapi.ConnectionPool(**options)
 
 
 def free_port() -> int:
@@ -196,6 +164,10 @@ class LocalRedis:
                 continue
             try:
                 yield connection.ping()
+            except txredisapi.ResponseError:
+                # LOADING: up, still reading its append-only file
+                yield task.deferLater(self.reactor, READY_INTERVAL, lambda: None)
+                continue
             finally:
                 yield connection.disconnect()
             return self

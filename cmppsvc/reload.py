@@ -55,18 +55,22 @@ class _Subscriber(txredisapi.SubscriberProtocol):
 
     @defer.inlineCallbacks
     def connectionMade(self):
-        yield super().connectionMade()
-        if not self.connected:
-            return
+        # Nobody waits for this Deferred: every failure is handled here (a
+        # Redis restarted meanwhile, AUTH or SELECT refused), by dropping the
+        # connection, which the factory makes again with backoff.
         watcher = self.factory.watcher
         try:
+            yield super().connectionMade()
+            if not self.connected:
+                return
             # one name per command: each answers with exactly one reply
             yield self.subscribe(keys.CONFIG_CHANGED)
             yield self.subscribe(keys.CONTROL)
             yield self.psubscribe(watcher.keyspace_pattern)
         except Exception as error:
-            log.error("pub/sub subscription failed: {error}", error=str(error)[:200])
-            self.transport.loseConnection()
+            log.warn("pub/sub subscription failed: {error}", error=str(error)[:200])
+            if self.transport is not None:
+                self.transport.loseConnection()
             return
         watcher.subscribed()
 

@@ -7,6 +7,10 @@ shares, and loads the channels. Stopping it stops the channels gracefully,
 flushes every write still queued, and only then lets Redis go: twistd and
 `twisted.application` wait for the Deferred `stopService` returns, from the
 reactor's `before shutdown` trigger.
+
+A stop is bounded even while Redis is unreachable: a start still under way is
+cancelled, and each step waits at most `stop_timeout` seconds (writes still
+queued then are lost, and said so in the log).
 """
 
 from __future__ import annotations
@@ -24,18 +28,22 @@ from twisted.logger import Logger
 from cmppsvc.channel import SharedStores
 from cmppsvc.collection import ChannelCollection
 from cmppsvc.config import ChannelConfig
-from cmppsvc.events import EventWriter
+from cmppsvc.events import MAXLEN, EventWriter
 from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.localredis import LocalRedis
-from cmppsvc.msgindex import MsgIdIndex
+from cmppsvc.msgindex import TTL, MsgIdIndex
 from cmppsvc.mtqueue import MTReader
-from cmppsvc.redisconn import RedisAddress, connect_redis
+from cmppsvc.redisconn import RedisAddress, RetryingReads, connect_redis
 from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL, RecordWatcher
 from cmppsvc.sequence import RedisSequenceStore
 from cmppsvc.status import StatusWriter
-from cmppsvc.writebehind import WriteBehind
+from cmppsvc.writebehind import INTERVAL, MAX_BATCH, WriteBehind
 
 log = Logger(namespace="cmppsvc.runtime")
+
+#: Default bound (seconds) of each step of a stop that cannot finish (Redis
+#: unreachable): the MT reader, the flush of queued writes, Redis itself.
+STOP_TIMEOUT = 10.0
 
 
 class CmppService(MultiService):
@@ -48,6 +56,11 @@ class CmppService(MultiService):
     channels are loaded (the demo uses it to load fixture records).
     `lease_ttl` is the channel lease time (cmppsvc.lease), `rescan_interval`
     the period of the safety-net rescan of every record (cmppsvc.reload).
+    `write_batch` and `write_interval` are the write-behind queue's largest
+    batch and wait (cmppsvc.writebehind), `msgid_ttl` the lifetime in seconds
+    of a Msg_Id index entry (cmppsvc.msgindex), `events_maxlen` the events
+    stream's approximate cap (cmppsvc.events), `stop_timeout` the bound of
+    each step of a stop that cannot finish.
     The process's lease owner name is `consumer_name` plus a random suffix,
     unique per start; it is shown as `owner` in the channel status.
     """
@@ -65,6 +78,11 @@ class CmppService(MultiService):
         lease_ttl: float = DEFAULT_TTL,
         lease_margin: float | None = None,
         rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
+        write_batch: int = MAX_BATCH,
+        write_interval: float = INTERVAL,
+        msgid_ttl: float = TTL,
+        events_maxlen: int = MAXLEN,
+        stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         super().__init__()
         self._redis_address = redis_address
@@ -78,29 +96,44 @@ class CmppService(MultiService):
         self._lease_ttl = lease_ttl
         self._lease_margin = lease_margin
         self._rescan_interval = rescan_interval
+        self._write_batch = write_batch
+        self._write_interval = write_interval
+        self._msgid_ttl = msgid_ttl
+        self._events_maxlen = events_maxlen
+        self.stop_timeout = stop_timeout
         self.owner = f"{self._consumer_name}:{os.urandom(4).hex()}"
         self.watcher: RecordWatcher | None = None
         self.local_redis: LocalRedis | None = None
         self.redis: Any = None
+        self._reads: RetryingReads | None = None
         self.stores: SharedStores | None = None
         self.collection: ChannelCollection | None = None
         self._started: defer.Deferred | None = None
+        self._start_error: defer.Failure | None = None
 
-    def startService(self) -> defer.Deferred:
+    def startService(self) -> None:
         """Start in the background; `whenStarted()` tells when it is done."""
         super().startService()
         self._started = self._start()
         self._started.addErrback(self._start_failed)
-        return self._started
 
     def whenStarted(self) -> defer.Deferred:
-        """A Deferred that fires once Redis is up and the channels are loaded."""
+        """A Deferred that fires (with the service) once Redis is up and the
+        channels are loaded; it fails when the start failed or was cancelled
+        by a stop."""
         result: defer.Deferred = defer.Deferred()
         if self._started is None:
             result.errback(RuntimeError("the service has not been started"))
             return result
 
-        self._started.addBoth(lambda value: (result.callback(value), value)[1])
+        def done(value):
+            if self._start_error is not None:
+                result.errback(self._start_error)
+            else:
+                result.callback(value)
+            return value
+
+        self._started.addBoth(done)
         return result
 
     @defer.inlineCallbacks
@@ -118,15 +151,23 @@ class CmppService(MultiService):
 
         log.info("connecting to Redis at {address}", address=str(address))
         self.redis = yield connect_redis(address)
+        # Reads survive a Redis restart; writes go through the write-behind
+        # queue, which retries them itself.
+        self._reads = RetryingReads(self.redis, self._clock)
         if self._before_load is not None:
             yield self._before_load(self.redis)
 
-        writer = WriteBehind(self.redis, self._clock)
+        writer = WriteBehind(
+            self.redis,
+            self._clock,
+            max_batch=self._write_batch,
+            interval=self._write_interval,
+        )
         self.stores = SharedStores(
-            redis=self.redis,
+            redis=self._reads,
             writer=writer,
-            events=EventWriter(writer),
-            msgindex=MsgIdIndex(writer, self.redis, self._clock),
+            events=EventWriter(writer, maxlen=self._events_maxlen),
+            msgindex=MsgIdIndex(writer, self._reads, self._clock, ttl=self._msgid_ttl),
             status=StatusWriter(writer),
             mt_reader=MTReader(
                 lambda: connect_redis(address),
@@ -159,26 +200,54 @@ class CmppService(MultiService):
         return self
 
     def _start_failed(self, failure):
-        log.failure("cmppsvc could not start", failure)
-        return failure
+        # Consumed here, kept for whenStarted(): nobody may be waiting.
+        self._start_error = failure
+        if failure.check(defer.CancelledError):
+            log.info("cmppsvc start cancelled by a stop")
+        else:
+            log.failure("cmppsvc could not start", failure)
 
     @defer.inlineCallbacks
     def stopService(self):
-        """Stop channels gracefully, flush every queued write, then Redis."""
+        """Stop channels gracefully, flush every queued write, then Redis.
+
+        A start still under way is cancelled first; each step that depends on
+        Redis waits at most `stop_timeout` seconds."""
         if self._started is not None and not self._started.called:
-            yield self._started
+            self._started.cancel()
         if self.watcher is not None:
-            yield self.watcher.disownServiceParent()
+            yield self._bounded(self.watcher.disownServiceParent(), "pub/sub")
         if self.collection is not None:
             yield self.collection.disownServiceParent()
         if self.stores is not None:
-            yield self.stores.mt_reader.stop()
+            yield self._bounded(self.stores.mt_reader.stop(), "the MT reader")
 
         yield super().stopService()
 
         if self.stores is not None:
-            yield self.stores.writer.flush()
-        if self.redis is not None:
-            yield self.redis.disconnect()
+            yield self._bounded(self.stores.writer.flush(), "queued writes")
+            self.stores.writer.close()
+        if self._reads is not None:
+            yield self._bounded(self._reads.disconnect(), "Redis")
+        elif self.redis is not None:
+            yield self._bounded(self.redis.disconnect(), "Redis")
         if self.local_redis is not None:
             yield self.local_redis.stop()
+
+    def _bounded(self, waiting: Any, what: str) -> defer.Deferred:
+        """`waiting` (a Deferred or not), given up after `stop_timeout`."""
+        waiting = defer.maybeDeferred(lambda: waiting)
+        waiting.addTimeout(self.stop_timeout, self._clock)
+
+        def given_up(failure):
+            if failure.check(defer.TimeoutError, defer.CancelledError):
+                log.warn(
+                    "stopping: gave up waiting for {what} after {seconds} s",
+                    what=what,
+                    seconds=self.stop_timeout,
+                )
+                return None
+            log.failure("stopping: {what} failed", failure, what=what)
+            return None
+
+        return waiting.addErrback(given_up)

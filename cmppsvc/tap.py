@@ -7,8 +7,13 @@ from pathlib import Path
 
 from twisted.python import usage
 
+from cmppsvc.events import MAXLEN
+from cmppsvc.lease import DEFAULT_TTL
+from cmppsvc.msgindex import TTL
 from cmppsvc.redisconn import RedisAddress
+from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL
 from cmppsvc.runtime import CmppService
+from cmppsvc.writebehind import INTERVAL, MAX_BATCH
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURE = CHECKOUT.parent / "shared" / "fixtures" / "channel-info.redis"
@@ -64,18 +69,55 @@ class Options(usage.Options):
         [
             "lease-ttl",
             None,
-            15.0,
-            "Seconds a channel's lease lasts without renewal: when a process dies, "
-            "another takes its channels over within this time.",
+            DEFAULT_TTL,
+            "Seconds a channel's lease lasts without renewal (0.1 to 3600): when a "
+            "process dies, another takes its channels over within this time; a "
+            "process that cannot renew for two thirds of it stops the channel.",
             float,
         ],
         [
             "rescan-interval",
             None,
-            30.0,
+            DEFAULT_RESCAN_INTERVAL,
             "Seconds between two rescans of every channel-info record (the safety "
-            "net behind change notifications).",
+            "net behind change notifications); 0 turns the rescan off.",
             float,
+        ],
+        [
+            "write-batch",
+            None,
+            MAX_BATCH,
+            "Most Redis commands the write-behind queue sends in one batch (one "
+            "script run; 1 to 100000). Larger batches cost fewer round trips under "
+            "load and hold Redis a little longer per batch.",
+            int,
+        ],
+        [
+            "write-interval",
+            None,
+            INTERVAL,
+            "Seconds the write-behind queue waits after the first queued command "
+            "before sending a batch (0 to 10). 0: at the end of the reactor turn, "
+            "the lowest latency; more groups writes at low rates.",
+            float,
+        ],
+        [
+            "msgid-ttl",
+            None,
+            TTL,
+            "Seconds a Msg_Id index entry lives (60 to 2592000, default 72 hours): "
+            "a status report arriving later than this after its submit is not "
+            "matched to its message. Longer keeps more Redis memory.",
+            float,
+        ],
+        [
+            "events-maxlen",
+            None,
+            MAXLEN,
+            "Approximate cap of the cmppsvc:events stream in entries (1000 to "
+            "1000000000): older events are trimmed (XADD MAXLEN ~), so consumers "
+            "must read faster than it fills.",
+            int,
         ],
         [
             "fixture",
@@ -111,6 +153,14 @@ class Options(usage.Options):
             raise usage.UsageError("--lease-ttl: between 0.1 and 3600 seconds")
         if not 0 <= self["rescan-interval"] <= 86400:
             raise usage.UsageError("--rescan-interval: 0 (off) to 86400 seconds")
+        if not 1 <= self["write-batch"] <= 100_000:
+            raise usage.UsageError("--write-batch: 1 to 100000 commands")
+        if not 0 <= self["write-interval"] <= 10:
+            raise usage.UsageError("--write-interval: 0 to 10 seconds")
+        if not 60 <= self["msgid-ttl"] <= 30 * 86400:
+            raise usage.UsageError("--msgid-ttl: 60 to 2592000 seconds")
+        if not 1000 <= self["events-maxlen"] <= 1_000_000_000:
+            raise usage.UsageError("--events-maxlen: 1000 to 1000000000 entries")
         if self["demo"]:
             self["loopback-only"] = True
             self["fixture"] = self["fixture"] or default_fixture()
@@ -140,6 +190,10 @@ def makeService(options: Options) -> CmppService:
         before_load=demo.prepare if demo is not None else None,
         lease_ttl=options["lease-ttl"],
         rescan_interval=options["rescan-interval"],
+        write_batch=options["write-batch"],
+        write_interval=options["write-interval"],
+        msgid_ttl=options["msgid-ttl"],
+        events_maxlen=options["events-maxlen"],
     )
     if demo is not None:
         demo.setServiceParent(service)

@@ -160,6 +160,8 @@ class WriteBehind:
         self._collecting = False
         self._before_send = []
         self._after_write = []
+        self._sending = None
+        self._closed = False
 
     @property
     def backlog(self) -> int:
@@ -262,6 +264,21 @@ class WriteBehind:
 
         return self.flush().addBoth(stopped)
 
+    def close(self) -> None:
+        """Stop sending at once: cancel the timers and give up the batch on
+        the wire. What is not written stays counted in ``backlog`` and is
+        lost with the process; for a stop that cannot wait for Redis."""
+        self._closed = True
+        self._cancel_timers()
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.cancel()
+        if self.backlog:
+            self.log.warn(
+                "write-behind closed with {backlog} commands not written",
+                backlog=self.backlog,
+            )
+
     def _cancel_timers(self):
         for timer in (self._timer, self._retry_timer):
             if timer is not None and timer.active():
@@ -281,6 +298,8 @@ class WriteBehind:
     def _schedule(self):
         if self._batch is not None or self._retry_timer is not None:
             return
+        if self._closed:
+            return
         if self._collecting:
             return
         if len(self._queue) >= self.max_batch:
@@ -296,6 +315,8 @@ class WriteBehind:
             self._send()
 
     def _send(self, retry: bool = False):
+        if self._closed:
+            return
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
@@ -314,6 +335,7 @@ class WriteBehind:
         d = _connection_of(self.redis)
         d.addCallback(_send_raw, command)
         d.addTimeout(self.reply_timeout, self.clock)
+        self._sending = d
         d.addCallbacks(self._batch_written, self._batch_failed)
 
     def _take(self):
@@ -328,6 +350,7 @@ class WriteBehind:
         return parts, count, size
 
     def _batch_written(self, failed):
+        self._sending = None
         self._report_failed_commands(failed)
         size = self._batch[2]
         self._batch = None
@@ -372,6 +395,9 @@ class WriteBehind:
             )
 
     def _batch_failed(self, failure):
+        self._sending = None
+        if self._closed:
+            return
         self._failures += 1
         if self._failures == 1:
             self.log.error(

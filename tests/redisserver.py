@@ -20,7 +20,8 @@ import shutil
 from twisted.internet import defer
 from twisted.trial.unittest import SkipTest
 
-from cmppsvc.localredis import LocalRedis, connect_redis
+from cmppsvc.localredis import LocalRedis
+from cmppsvc.redisconn import connect_redis
 
 #: Reconnect delays of test connections: short, so a restarted server is
 #: found again within a fraction of a second.
@@ -39,7 +40,7 @@ def fast_reconnect(connection):
 
 def open_connection(testcase, server: LocalRedis):
     """A lazy, quickly reconnecting connection to ``server``, closed at cleanup."""
-    connection = fast_reconnect(connect_redis("127.0.0.1", server.port))
+    connection = fast_reconnect(connect_redis(server.url))
     testcase.addCleanup(connection.disconnect)
     return connection
 

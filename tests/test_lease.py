@@ -1,8 +1,10 @@
 # Lease keeper on a Clock, against an in-memory stand-in for Redis.
 """Take, renew, release, and the moment a lease counts as lost."""
 
+import txredisapi
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from cmppsvc import keys
@@ -19,6 +21,7 @@ class MemoryRedis:
         self.clock = clock
         self.values = {}
         self.answering = True
+        self.commands = []
 
     def _get(self, key):
         value, expires = self.values.get(key, (None, 0))
@@ -28,6 +31,7 @@ class MemoryRedis:
         return value
 
     def execute_command(self, name, *arguments):
+        self.commands.append(name)
         if not self.answering:
             return defer.Deferred()
         if name == "SET":
@@ -38,14 +42,37 @@ class MemoryRedis:
             return defer.succeed("OK")
         if name == "GET":
             return defer.succeed(self._get(arguments[0]))
-        script, _count, key, owner, *rest = arguments
+        script, count, *rest = arguments
+        names, (owner, *options) = rest[:count], rest[count:]
+        if script == RENEW_SCRIPT:
+            renewed = []
+            for key in names:
+                held = self._get(key) == owner
+                if held:
+                    expires = self.clock.seconds() + int(options[0]) / 1000
+                    self.values[key] = (owner, expires)
+                renewed.append(int(held))
+            return defer.succeed(renewed)
+        (key,) = names
         if self._get(key) != owner:
             return defer.succeed(0)
-        if script == RENEW_SCRIPT:
-            self.values[key] = (owner, self.clock.seconds() + int(rest[0]) / 1000)
-        elif script == RELEASE_SCRIPT:
+        if script == RELEASE_SCRIPT:
             del self.values[key]
         return defer.succeed(1)
+
+
+class FailingRedis:
+    """Wraps a MemoryRedis; while `failing`, every command fails at once
+    (the connection to Redis is lost)."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.failing = False
+
+    def execute_command(self, *arguments):
+        if self.failing:
+            return defer.fail(txredisapi.ConnectionError("Lost connection"))
+        return self.redis.execute_command(*arguments)
 
 
 class LeaseKeeperTests(SynchronousTestCase):
@@ -128,6 +155,65 @@ class LeaseKeeperTests(SynchronousTestCase):
         self.clock.advance(0.2)
         self.assertTrue(self.successResultOf(second.acquire("c")))
         self.assertEqual(self.lost, [])
+
+    def test_one_script_run_renews_every_lease(self):
+        first = self.keeper("one")
+        for channel in ("a", "b", "c"):
+            self.successResultOf(first.acquire(channel))
+        del self.redis.commands[:]
+        self.clock.advance(first.renew_interval)
+        self.assertEqual(self.redis.commands, ["EVAL"])
+        self.clock.pump([1.0] * 60)
+        self.assertEqual(first.held(), ["a", "b", "c"])
+        self.assertEqual(self.lost, [])
+
+    def test_only_the_lease_taken_by_another_is_lost(self):
+        first = self.keeper("one")
+        for channel in ("a", "b"):
+            self.successResultOf(first.acquire(channel))
+        self.redis.values[keys.lease("a")] = ("two", self.clock.seconds() + 15)
+        self.clock.advance(first.renew_interval)
+        self.assertEqual([c for _, c, _ in self.lost], ["a"])
+        self.assertEqual(first.held(), ["b"])
+
+    def test_failing_renewals_are_retried_sooner_and_logged_once(self):
+        failing = FailingRedis(self.redis)
+        first = LeaseKeeper(failing, "one", self.clock, lambda *_: None, ttl=15.0)
+        first.start()
+        self.addCleanup(first.halt)
+        self.successResultOf(first.acquire("c"))
+        failing.failing = True
+        warnings = []
+        observer = warnings.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        self.clock.advance(first.renew_interval)
+        for _ in range(3):
+            self.clock.advance(first.retry_interval)
+        failing.failing = False
+        self.clock.advance(first.retry_interval)
+        self.clock.pump([1.0] * 30)
+
+        self.assertTrue(first.holds("c"))
+        texts = [formatEvent(event) for event in warnings]
+        self.assertEqual(len([t for t in texts if "renewal failed" in t]), 1)
+        self.assertEqual(len([t for t in texts if "answered again" in t]), 1)
+
+    def test_an_error_in_lost_does_not_stop_renewing(self):
+        def lost(channel, reason):
+            raise RuntimeError("boom")
+
+        first = LeaseKeeper(self.redis, "one", self.clock, lost, ttl=15.0)
+        first.start()
+        self.addCleanup(first.halt)
+        for channel in ("a", "b"):
+            self.successResultOf(first.acquire(channel))
+        self.redis.values[keys.lease("a")] = ("two", self.clock.seconds() + 15)
+        self.clock.advance(first.renew_interval)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.pump([1.0] * 60)
+        self.assertEqual(first.held(), ["b"])
 
     def test_bad_settings_refused(self):
         with self.assertRaises(ValueError):

@@ -13,7 +13,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from cmppsvc.localredis import free_port
-from cmppsvc.redisconn import RedisAddress, connect_redis, parse_redis_url
+from cmppsvc.redisconn import (
+    RedisAddress,
+    RetryingReads,
+    connect_redis,
+    is_transient,
+    parse_redis_url,
+)
 from tests.redisserver import start_redis
 
 SECRET = "pa:ss/w?rd@x"
@@ -131,6 +137,95 @@ class RedisUrlTests(SynchronousTestCase):
         for url in (f"redis://:{SECRET}@h:bad", f"redis://:{SECRET}@/x"):
             error = self.assertRaises(ValueError, parse_redis_url, url)
             self.assertNotIn("pa:ss", str(error))
+
+
+class ScriptedRedis:
+    """Answers each command with the next scripted outcome (an exception is
+    a failure); records what was sent."""
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.sent = []
+        self.disconnected = False
+
+    def execute_command(self, *arguments):
+        self.sent.append(arguments)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            return defer.fail(outcome)
+        return defer.succeed(outcome)
+
+    def get(self, key):
+        return self.execute_command("GET", key)
+
+    def disconnect(self):
+        self.disconnected = True
+        return defer.succeed(None)
+
+
+LOST = txredisapi.ConnectionError("Lost connection")
+
+
+class RetryingReadsTests(SynchronousTestCase):
+    """Reads are sent again while Redis is away; writes never are."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+
+    def reads(self, *outcomes, patience=2.0):
+        redis = ScriptedRedis(*outcomes)
+        return redis, RetryingReads(redis, self.clock, patience=patience)
+
+    def test_transient_failures(self):
+        self.assertTrue(is_transient(LOST))
+        self.assertTrue(is_transient(txredisapi.TimeoutError("no reply")))
+        self.assertTrue(is_transient(txredisapi.ResponseError("LOADING Redis is")))
+        self.assertTrue(is_transient(defer.TimeoutError()))
+        self.assertFalse(is_transient(txredisapi.ResponseError("WRONGTYPE x")))
+        self.assertFalse(is_transient(ValueError("bad")))
+
+    def test_a_read_is_sent_again_until_answered(self):
+        redis, reads = self.reads(LOST, txredisapi.ResponseError("LOADING"), "v")
+        reply = reads.execute_command("HGETALL", "k")
+        self.assertNoResult(reply)
+        self.clock.pump([0.05, 0.1])
+        self.assertEqual(self.successResultOf(reply), "v")
+        self.assertEqual(len(redis.sent), 3)
+
+    def test_method_reads_are_retried_too(self):
+        redis, reads = self.reads(LOST, "v")
+        reply = reads.get("k")
+        self.clock.advance(0.05)
+        self.assertEqual(self.successResultOf(reply), "v")
+
+    def test_a_write_is_never_sent_again(self):
+        redis, reads = self.reads(LOST)
+        self.failureResultOf(
+            reads.execute_command("SET", "k", "v"), txredisapi.ConnectionError
+        )
+        self.assertEqual(len(redis.sent), 1)
+
+    def test_a_real_error_is_not_retried(self):
+        redis, reads = self.reads(txredisapi.ResponseError("WRONGTYPE"))
+        self.failureResultOf(
+            reads.execute_command("GET", "k"), txredisapi.ResponseError
+        )
+        self.assertEqual(len(redis.sent), 1)
+
+    def test_gives_up_after_its_patience_with_the_last_error(self):
+        redis, reads = self.reads(*[LOST] * 100, patience=1.0)
+        reply = reads.execute_command("GET", "k")
+        self.clock.pump([0.05] * 40)
+        self.failureResultOf(reply, txredisapi.ConnectionError)
+        self.assertLess(len(redis.sent), 100)
+
+    def test_disconnect_ends_waiting_retries(self):
+        redis, reads = self.reads(LOST, "never")
+        reply = reads.execute_command("GET", "k")
+        self.successResultOf(reads.disconnect())
+        self.failureResultOf(reply, txredisapi.ConnectionError)
+        self.assertTrue(redis.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class ConnectMemoryTests(TestCase):

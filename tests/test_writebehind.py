@@ -68,6 +68,18 @@ class WriteBehindUnitTests(unittest.SynchronousTestCase):
         self.connection.reply()
         self.assertEqual(self.writer.backlog, 0)
 
+    def test_close_gives_up_the_batch_on_the_wire_and_sends_nothing_more(self):
+        self.writer.queue("SET", "a", "1")
+        self.clock.advance(0.01)
+        self.assertEqual(self.connection.batches(), 1)
+
+        self.writer.close()
+        self.writer.queue("SET", "b", "2")
+        self.clock.advance(60)
+        self.assertEqual(self.connection.batches(), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.writer.backlog, 2)
+
     def test_flush_fires_when_written(self):
         self.writer.queue("SET", "a", "1")
         flushed = self.writer.flush()

@@ -1,0 +1,76 @@
+"""The channel records as the collection reads them: found, parsed, compared.
+
+Records (`channel-info:<id>`, JSON written by the admin system) are found
+with SCAN, never KEYS. A record that does not parse is refused with the field
+and the reason; `same_config` says whether a changed record needs a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from cmppsvc import keys
+from cmppsvc.config import ChannelConfig, ChannelConfigError
+from cmppsvc.configschema import BOOKKEEPING_FIELDS
+
+log = Logger(namespace="cmppsvc.collection")
+
+#: Keys asked for per SCAN step.
+SCAN_BATCH = 500
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text (bytes decoded, anything else through str)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@defer.inlineCallbacks
+def scan_channel_ids(redis: Any):
+    """Every channel id that has a `channel-info:<id>` record, sorted."""
+    ids: set[str] = set()
+    cursor = 0
+    prefix_length = len(keys.channel_info(""))
+    while True:
+        cursor, found = yield redis.execute_command(
+            "SCAN", cursor, "MATCH", keys.channel_info_pattern(), "COUNT", SCAN_BATCH
+        )
+        ids.update(text(key)[prefix_length:] for key in found)
+        cursor = int(cursor)
+        if cursor == 0:
+            return sorted(ids)
+
+
+def same_config(running: ChannelConfig, new: ChannelConfig) -> bool:
+    """True when a new record would run exactly like the running one: the
+    admin system's bookkeeping (configschema.BOOKKEEPING_FIELDS) and unknown
+    fields do not count."""
+    return all(
+        getattr(running, field.name) == getattr(new, field.name)
+        for field in attrs.fields(ChannelConfig)
+        if field.name not in BOOKKEEPING_FIELDS and field.name != "extra"
+    )
+
+
+def report_refused(channel_id: str, error: ChannelConfigError, status: Any) -> None:
+    """Say why a record is refused: in the log and in the channel's status
+    hash (`status` is the StatusWriter), with the field and the reason."""
+    log.error(
+        "channel record refused channel={channel} field={field} reason={reason}",
+        channel=channel_id,
+        field=error.field,
+        reason=error.reason,
+    )
+    status.update(
+        channel_id,
+        {
+            "channel": channel_id,
+            "state": "broken",
+            "last_error": str(error),
+            "error_field": error.field,
+            "error_reason": error.reason,
+        },
+    )
