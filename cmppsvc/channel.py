@@ -147,6 +147,7 @@ class ChannelService(Service):
             self.latencies.submit_to_response,
             config.windowstats,
             self.recovered,
+            room_available=stores.mt_reader.wake,
         )
         self.connector.startService()
         stores.mt_reader.add_channel(

@@ -20,16 +20,20 @@ class EventWriter:
         self.maxlen = maxlen
         self._head = ("XADD", keys.EVENTS, "MAXLEN", "~", maxlen, "*")
 
+    def command(self, fields: dict) -> tuple:
+        """The XADD of one event, for a caller that queues it together with
+        the writes it goes with. Raises ``ValueError`` for an empty event."""
+        if not fields:
+            raise ValueError("an event needs at least one field")
+        arguments = list(self._head)
+        for item in fields.items():
+            arguments += item
+        return tuple(arguments)
+
     def emit(self, fields: dict) -> int:
         """Queue one event; values may be str, int or float (sent as text).
 
         Returns the write-behind serial of the XADD. Raises ``TypeError`` for a
         value of another type and ``ValueError`` for an empty event.
         """
-        if not fields:
-            raise ValueError("an event needs at least one field")
-        arguments = list(self._head)
-        for name, value in fields.items():
-            arguments.append(name)
-            arguments.append(value)
-        return self.writer.queue(*arguments)
+        return self.writer.queue(*self.command(fields))

@@ -59,15 +59,22 @@ class InboundFlow:
             self._mo_received(deliver)
 
     def _report_received(self, deliver: Deliver) -> None:
-        report = deliver.report
         received_at = self._clock.seconds()
-        matching = self._msgindex.lookup(report.msg_id)
-        matching.addCallback(self._matched, deliver, received_at)
-        matching.addErrback(self._lookup_failed, deliver)
+        matching = self._msgindex.report(deliver.report.msg_id)
+        matching.addCallbacks(
+            self._matched,
+            self._lookup_failed,
+            callbackArgs=(deliver, received_at),
+            errbackArgs=(deliver,),
+        )
 
     def _matched(
-        self, entry: dict[str, Any] | None, deliver: Deliver, received_at: float
-    ) -> Any:
+        self,
+        matched: tuple[dict[str, Any] | None, bool],
+        deliver: Deliver,
+        received_at: float,
+    ) -> None:
+        entry, first = matched
         report = deliver.report
         if entry is None:
             self.counters["unmatched"] += 1
@@ -79,28 +86,15 @@ class InboundFlow:
                 stat=report.stat,
             )
             self._emit_report(deliver, None, "")
-            return None
+            return
 
-        checking = self._msgindex.mark_reported(report.msg_id)
-        checking.addCallback(self._checked, deliver, entry, received_at)
-        return checking
-
-    def _checked(
-        self,
-        first: bool,
-        deliver: Deliver,
-        entry: dict[str, Any],
-        received_at: float,
-    ) -> None:
-        report = deliver.report
-        text_id = msg_id_text(report.msg_id)
         if not first:
             self.counters["duplicate_reports"] += 1
             log.info(
                 "duplicate report ignored channel={channel} msg_id={msg_id} "
                 "stat={stat}",
                 channel=self._channel_id,
-                msg_id=text_id,
+                msg_id=msg_id_text(report.msg_id),
                 stat=report.stat,
             )
             return
@@ -110,6 +104,7 @@ class InboundFlow:
         self._latency.record(latency_ms)
         self._emit_report(deliver, entry, latency_ms)
         if self._log_each:
+            text_id = msg_id_text(report.msg_id)
             log.info(
                 "report matched channel={channel} msgId={msgId} stat={stat} "
                 "rspReptime={rspReptime}",

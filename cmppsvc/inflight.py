@@ -28,14 +28,12 @@ no batch boundary falls between them.
 from __future__ import annotations
 
 import json
-import weakref
-from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from cmppsvc import keys
-from cmppsvc.writebehind import WriteBehind, WriteBehindFull, encode_command
+from cmppsvc.writebehind import WriteBehind
 
 #: Longest record accepted back from Redis (characters of JSON).
 MAX_RECORD_LENGTH = 64 * 1024
@@ -47,85 +45,25 @@ MAX_FIELDS = 1_000_000
 #: Value of a done mark (the ``parts`` count is added).
 DONE = "done"
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def queue_together(writer: WriteBehind, *commands: tuple) -> int:
     """Queue ``commands`` as one write-behind item, so they are written in the
     same batch (one EVAL: all or nothing); returns the item's serial."""
-    together = getattr(writer, "queue_together", None)
-    if together is not None:
-        return together(*commands)
-
-    # For a WriteBehind without `queue_together` (before it had one): the
-    # same, with the encoded commands joined into one item. The batch script
-    # reads a count before each command, so the item runs as consecutive
-    # commands.
-    if writer._queued - writer._written >= writer.max_queue:
-        raise WriteBehindFull(
-            f"write-behind queue full ({writer.max_queue} commands waiting): "
-            "Redis is unreachable or too slow"
-        )
-    encoded = [encode_command(command) for command in commands]
-    writer._queue.append(
-        (b"".join(part for part, _ in encoded), sum(size for _, size in encoded))
-    )
-    writer._queued += 1
-    writer._schedule()
-    return writer._queued
+    return writer.queue_together(*commands)
 
 
 def event_command(events, fields: dict) -> tuple:
-    """The XADD of one event (``events`` is the ``EventWriter``: its stream
-    cap), for queueing together with the in-flight writes it goes with."""
-    arguments: list = ["XADD", keys.EVENTS, "MAXLEN", "~", events.maxlen, "*"]
-    for name, value in fields.items():
-        arguments.append(name)
-        arguments.append(value)
-    return tuple(arguments)
-
-
-class _WrittenWaiters:
-    """Deferreds that fire once the writer has written a given serial."""
-
-    def __init__(self, writer: WriteBehind) -> None:
-        self.writer = writer
-        self.waiting: deque = deque()
-        writer.add_after_write(self._written)
-
-    def wait(self, serial: int) -> defer.Deferred:
-        if self.writer.written >= serial:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self.waiting.append((serial, d))
-        return d
-
-    def _written(self, written: int) -> None:
-        waiting = self.waiting
-        ready = []
-        while waiting and waiting[0][0] <= written:
-            ready.append(waiting.popleft()[1])
-        if ready:
-            # Not from inside the writer's own callback: whoever waits will
-            # queue and flush again, which the writer does not expect there.
-            self.writer.clock.callLater(0, _fire, ready)
-
-
-def _fire(waiting: list) -> None:
-    for d in waiting:
-        d.callback(None)
-
-
-_waiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    """The XADD of one event (``events`` is the ``EventWriter``), for queueing
+    together with the in-flight writes it goes with."""
+    return events.command(fields)
 
 
 def when_written(writer: WriteBehind, serial: int) -> defer.Deferred:
     """Fires once ``writer`` has written the command (or item) ``serial``."""
-    own = getattr(writer, "when_written", None)
-    if own is not None:
-        return own(serial)
-    waiters = _waiters.get(writer)
-    if waiters is None:
-        waiters = _waiters[writer] = _WrittenWaiters(writer)
-    return waiters.wait(serial)
+    return writer.when_written(serial)
 
 
 def part_field(entry_id: str, part: int) -> str:
@@ -151,15 +89,29 @@ class InFlightStore:
 
     def intend(self, entry_id: str, records: dict[int, dict]) -> defer.Deferred:
         """Record parts about to be sent (one HSET); fires once Redis has them."""
+        return self.intend_entries([(entry_id, records)])
+
+    def intend_entries(
+        self, entries: list[tuple[str, dict[int, dict]]]
+    ) -> defer.Deferred:
+        """Record the parts of several entries about to be sent, in ONE HSET
+        (one confirmed write for every entry of a read); fires once Redis has
+        them. A record is a dict or its JSON text (``dump_record``)."""
         arguments: list = ["HSET", self.key]
-        for part, record in records.items():
-            arguments.append(part_field(entry_id, part))
-            arguments.append(_dump(record))
-        return when_written(self.writer, self.writer.queue(*arguments))
+        for entry_id, records in entries:
+            for part, record in records.items():
+                arguments.append(f"{entry_id}/{part}")
+                arguments.append(record if record.__class__ is str else _dump(record))
+        return self.writer.when_written(self.writer.queue(*arguments))
 
     def sent(self, entry_id: str, part: int, record: dict) -> None:
         """Record the part's latest Sequence_Id and send time (written behind)."""
         self.writer.queue("HSET", self.key, part_field(entry_id, part), _dump(record))
+
+    def sent_text(self, entry_id: str, part: int, record_text: str) -> None:
+        """Like ``sent`` with the record already as JSON text (the hot path
+        appends the Sequence_Id and time to the intended record's text)."""
+        self.writer.queue("HSET", self.key, f"{entry_id}/{part}", record_text)
 
     def done_command(self, entry_id: str, part: int, parts: int) -> tuple:
         """The command marking a part done; queue it together with its event."""
@@ -215,7 +167,12 @@ class InFlightStore:
 
 
 def _dump(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(record)
+
+
+def dump_record(record: dict) -> str:
+    """A record as the JSON text stored in the hash."""
+    return _ENCODER.encode(record)
 
 
 def _pairs(flat: list):

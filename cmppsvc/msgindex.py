@@ -3,11 +3,25 @@
 A status report names only a Msg_Id, and arrives seconds or days after the
 SUBMIT_RESP that gave it, on any connection of any process. Each answered
 segment is therefore indexed in ``cmppsvc:msgid:<msg_id text>`` (a hash with a
-TTL), written behind. A report can outrun the index write: ``lookup`` first
-looks at entries of this process still waiting in the queue, then at Redis, and
-when Redis has nothing it asks again a few times (another process may not have
-flushed yet) before answering None. A report counted by ``mark_reported`` more
-than once is a duplicate (atomic in Redis: any process, any connection).
+TTL), written behind.
+
+Most reports come back to the process that sent the message, so each process
+keeps a bounded map of the entries it indexed recently and matches them without
+reading Redis. ``report`` is the hot path: it matches and counts a report in
+ONE script run, batched for every report of a reactor turn (one round trip,
+whatever the number of reports). Rules, correct whichever process receives it:
+
+- the count is always Redis's (an atomic HINCRBY): a report counted more than
+  once is a duplicate, whatever process or connection got the earlier one;
+- a report whose entry this process indexed is counted without reading the
+  entry (it may still be waiting in the write-behind queue: the count and the
+  index write touch different fields, so their order does not matter);
+- any other report reads the entry and is counted only when the entry exists;
+  when it does not (yet: another process may not have flushed), it asks again
+  with backoff for about five seconds (``report_retry_delays``) before it is
+  answered unmatched. The DELIVER_RESP is already sent; nothing waits on it.
+
+``lookup`` and ``mark_reported`` are the same two steps, one at a time.
 
 Each segment of a long message has its own Msg_Id and its own entry here, all
 naming the message (``id``) and the segment (``segment``/``segments``); the
@@ -18,6 +32,7 @@ before a restart is still matched.
 """
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -29,9 +44,25 @@ from cmppsvc.writebehind import WriteBehind
 #: Default lifetime of an index entry: reports later than this do not match.
 TTL = 72 * 3600
 
-#: Lookups that find nothing ask again after these delays (seconds): about
-#: half a second in all, long enough for another process's write-behind.
+#: ``lookup`` asks again after these delays (seconds) when it finds nothing:
+#: about half a second in all.
 LOOKUP_RETRY_DELAYS = (0.05, 0.15, 0.3)
+
+#: ``report`` asks again after these delays (seconds) when the entry is not in
+#: Redis yet: five seconds in all, long enough for another process's
+#: write-behind even under load.
+REPORT_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 1.85)
+
+#: Most reports waiting for a retry; beyond it a miss is answered unmatched at
+#: once (a flood of reports for unknown Msg_Ids must not pile up).
+MAX_RETRYING = 100_000
+
+#: Entries this process indexed that are kept in memory for matching reports
+#: (oldest dropped first; a dropped one is read from Redis instead).
+RECENT = 100_000
+
+#: Most reports matched by one script run.
+MAX_REPORT_BATCH = 1000
 
 #: Field counting reports of the entry (1 after the first report).
 REPORTED = "reported"
@@ -49,11 +80,72 @@ end
 return count
 """
 
+# Matches and counts a batch of reports. ARGV: the count field, the TTL in ms,
+# then per key '2' (indexed here and written: count only), '1' (indexed here,
+# maybe not written yet: count, and give a key the count created a TTL) or
+# '0' (read the entry; count only when it has fields other than the count).
+# Per key the reply is {count} or {count, field, value, ...}; count 0 means
+# "not found, not counted".
+_REPORT_SCRIPT = """
+local reported, ttl = ARGV[1], ARGV[2]
+local result = {}
+for index, key in ipairs(KEYS) do
+  local fields = nil
+  local found = true
+  local flag = ARGV[index + 2]
+  if flag == '0' then
+    fields = redis.call('HGETALL', key)
+    found = false
+    for position = 1, #fields, 2 do
+      if fields[position] ~= reported then
+        found = true
+        break
+      end
+    end
+  end
+  if found then
+    local count = redis.call('HINCRBY', key, reported, 1)
+    if count == 1 and flag ~= '2' and redis.call('PTTL', key) < 0 then
+      redis.call('PEXPIRE', key, ttl)
+    end
+    local reply = {count}
+    if fields then
+      for position = 1, #fields do
+        reply[position + 1] = fields[position]
+      end
+    end
+    result[index] = reply
+  else
+    result[index] = {0}
+  end
+end
+return result
+"""
+
 
 def _text(value) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _entry(items: Iterable, msg_id: int, log: Logger) -> dict | None:
+    """{field: text} of an entry read back, without the report count; None
+    when nothing but the count is there."""
+    items = list(items)
+    if len(items) > MAX_FIELDS:
+        log.warn(
+            "Msg_Id entry has too many fields msg_id={msg_id} fields={fields}",
+            msg_id=str(msg_id),
+            fields=len(items),
+        )
+        items = items[:MAX_FIELDS]
+    entry = {_text(name): _text(value) for name, value in items}
+
+    # An entry holding only the report count was made by a count for a
+    # Msg_Id whose index write has not arrived (yet).
+    entry.pop(REPORTED, None)
+    return entry or None
 
 
 class MsgIdIndex:
@@ -69,41 +161,134 @@ class MsgIdIndex:
         clock: IReactorTime,
         ttl: float = TTL,
         lookup_retry_delays: tuple[float, ...] = LOOKUP_RETRY_DELAYS,
+        report_retry_delays: tuple[float, ...] = REPORT_RETRY_DELAYS,
+        recent: int = RECENT,
     ):
         self.writer = writer
         self.redis = redis
         self.clock = clock
         self.ttl_ms = int(ttl * 1000)
         self.lookup_retry_delays = lookup_retry_delays
+        self.report_retry_delays = report_retry_delays
+        self.recent_limit = recent
 
-        # msg_id -> (write-behind serial, entry), oldest first; dropped once
-        # the writer has written that serial.
-        self._unwritten = OrderedDict()
-        writer.add_after_write(self._written)
+        # msg_id -> [write-behind serial (0: not queued yet), clock time,
+        # entry as {field: text}] for entries this process indexed, oldest
+        # first.
+        self._recent: OrderedDict = OrderedDict()
+        # Reports to match in the next script run: (msg_id, attempt, Deferred).
+        self._reports: list = []
+        self._report_call = None
+        self._retrying = 0
 
     def put(self, msg_id: int, entry: dict) -> None:
         """Index ``msg_id`` (written behind); values str, int or float."""
+        commands = self.put_commands(msg_id, entry)
+        self._recent[msg_id][0] = self.writer.queue_together(*commands)
+
+    def put_commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
+        """The commands indexing ``msg_id``, for a caller that queues them
+        together with the writes they go with; the entry is kept in memory
+        from now on, for reports that come back to this process."""
         key = keys.msgid(str(msg_id))
         arguments = ["HSET", key]
+        texts = {}
         for name, value in entry.items():
             arguments.append(name)
             arguments.append(value)
-        self.writer.queue(*arguments)
-        serial = self.writer.queue("PEXPIRE", key, self.ttl_ms)
+            texts[name] = value if value.__class__ is str else _text(value)
 
-        self._unwritten.pop(msg_id, None)
-        self._unwritten[msg_id] = (
-            serial,
-            {name: _text(v) for name, v in entry.items()},
+        recent = self._recent
+        if msg_id in recent:
+            del recent[msg_id]
+        recent[msg_id] = [0, self.clock.seconds(), texts]
+        if len(recent) > self.recent_limit:
+            recent.popitem(last=False)
+        return tuple(arguments), ("PEXPIRE", key, self.ttl_ms)
+
+    # -- reports ----------------------------------------------------------------
+
+    def report(self, msg_id: int) -> defer.Deferred:
+        """Match and count one status report: fires with (entry, first), where
+        entry is {field: text} or None (unmatched, not counted) and first is
+        False for a duplicate. Batched with every report of the reactor turn."""
+        d = defer.Deferred()
+        self._reports.append((msg_id, 0, d))
+        if self._report_call is None:
+            self._report_call = self.clock.callLater(0, self._match_reports)
+        return d
+
+    def _match_reports(self) -> None:
+        self._report_call = None
+        reports, self._reports = self._reports, []
+        for start in range(0, len(reports), MAX_REPORT_BATCH):
+            self._match_batch(reports[start : start + MAX_REPORT_BATCH])
+
+    def _match_batch(self, reports: list) -> None:
+        recent = self._recent
+        written = self.writer.written
+        # Older entries are read from Redis: it is the one that expires them.
+        fresh_since = self.clock.seconds() - self.ttl_ms / 2000
+        names = []
+        flags = []
+        for msg_id, _attempt, _d in reports:
+            names.append(keys.msgid(str(msg_id)))
+            known = recent.get(msg_id)
+            if known is None or known[1] < fresh_since:
+                flags.append("0")
+            elif 0 < known[0] <= written:
+                flags.append("2")
+            else:
+                flags.append("1")
+        try:
+            running = self.redis.eval(
+                _REPORT_SCRIPT, names, [REPORTED, self.ttl_ms, *flags]
+            )
+        except Exception:
+            running = defer.fail()
+        running.addCallbacks(
+            self._matched, self._match_failed, (reports, flags), None, (reports,)
         )
 
-    def _written(self, serial: int):
-        unwritten = self._unwritten
-        while unwritten:
-            msg_id, (entry_serial, _entry) = next(iter(unwritten.items()))
-            if entry_serial > serial:
-                break
-            del unwritten[msg_id]
+    def _matched(self, replies, reports: list, flags: list) -> None:
+        recent = self._recent
+        for (msg_id, attempt, d), flag, reply in zip(
+            reports, flags, replies, strict=True
+        ):
+            count = int(reply[0])
+            if count == 0:
+                self._not_found(msg_id, attempt, d)
+                continue
+            if flag != "0":
+                known = recent.get(msg_id)
+                entry = dict(known[2]) if known is not None else {}
+            else:
+                flat = reply[1:]
+                entry = (
+                    _entry(zip(flat[0::2], flat[1::2], strict=False), msg_id, self.log)
+                    or {}
+                )
+            d.callback((entry, count == 1))
+
+    def _match_failed(self, failure, reports: list) -> None:
+        for _msg_id, _attempt, d in reports:
+            d.errback(failure)
+
+    def _not_found(self, msg_id: int, attempt: int, d: defer.Deferred) -> None:
+        delays = self.report_retry_delays
+        if attempt >= len(delays) or self._retrying >= MAX_RETRYING:
+            d.callback((None, True))
+            return
+        self._retrying += 1
+        self.clock.callLater(delays[attempt], self._retry, msg_id, attempt + 1, d)
+
+    def _retry(self, msg_id: int, attempt: int, d: defer.Deferred) -> None:
+        self._retrying -= 1
+        self._reports.append((msg_id, attempt, d))
+        if self._report_call is None:
+            self._report_call = self.clock.callLater(0, self._match_reports)
+
+    # -- one at a time -------------------------------------------------------------
 
     @defer.inlineCallbacks
     def lookup(self, msg_id: int):
@@ -113,9 +298,9 @@ class MsgIdIndex:
         """
         delays = iter(self.lookup_retry_delays)
         while True:
-            waiting = self._unwritten.get(msg_id)
-            if waiting is not None:
-                return dict(waiting[1])
+            known = self._recent.get(msg_id)
+            if known is not None:
+                return dict(known[2])
 
             entry = yield self._read(msg_id)
             if entry is not None:
@@ -134,27 +319,12 @@ class MsgIdIndex:
         else:
             reply = reply or []
             items = list(zip(reply[0::2], reply[1::2], strict=False))
-        if len(items) > MAX_FIELDS:
-            self.log.warn(
-                "Msg_Id entry has too many fields msg_id={msg_id} fields={fields}",
-                msg_id=str(msg_id),
-                fields=len(items),
-            )
-            items = items[:MAX_FIELDS]
-        entry = {_text(name): _text(value) for name, value in items}
-
-        # An entry holding only the report count was made by mark_reported for
-        # a Msg_Id whose index write has not arrived (yet).
-        entry.pop(REPORTED, None)
-        return entry or None
+        return _entry(items, msg_id, self.log)
 
     @defer.inlineCallbacks
     def mark_reported(self, msg_id: int):
         """Count a report for ``msg_id``; fires True the first time, False for
         a duplicate. Atomic in Redis, so safe across processes."""
-        if msg_id in self._unwritten:
-            # Keep the index write ahead of the count: same key, same order.
-            yield self.writer.flush()
         count = yield self.redis.eval(
             _MARK_SCRIPT, [keys.msgid(str(msg_id))], [REPORTED, self.ttl_ms]
         )

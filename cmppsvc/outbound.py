@@ -2,13 +2,13 @@
 
 An MT entry becomes one SUBMIT per destination and segment (a "part"). Before a
 part is handed to the connector its record is written to the in-flight hash
-and confirmed by Redis (one HSET per entry), so after a crash a part without a
-record was certainly never sent. When its answer comes, its Msg_Id is indexed
-for report matching and its `submit` event is written in one atomic item with
-its done mark; the last part's item also deletes the entry's records and
-acknowledges the entry (XACK). The layout of the records and why they are
-atomic: ``cmppsvc.inflight``; what a restart does with them:
-``cmppsvc.recovery``.
+and confirmed by Redis (one HSET for all the entries of one read), so after a
+crash a part without a record was certainly never sent. When its answer
+comes, its Msg_Id is indexed for report matching and its `submit` event is
+written in one atomic item with its done mark; the last part's item also
+deletes the entry's records and acknowledges the entry (XACK). The layout of
+the records and why they are atomic: ``cmppsvc.inflight``; what a restart does
+with them: ``cmppsvc.recovery``.
 
 Several destinations are sent as one SUBMIT each rather than as one
 mass-send SUBMIT, so that every Msg_Id maps to exactly one number. The
@@ -37,7 +37,13 @@ from cmppsvc.codec import Submit
 from cmppsvc.codec.longsms import MessageTooLong, split_message
 from cmppsvc.codec.msgid import msg_id_text
 from cmppsvc.connector import ChannelStopped, SubmitFailed, SubmitOutcome, SubmitUnknown
-from cmppsvc.inflight import InFlightStore, event_command, is_done, queue_together
+from cmppsvc.inflight import (
+    InFlightStore,
+    dump_record,
+    event_command,
+    is_done,
+    queue_together,
+)
 from cmppsvc.latency import LatencyHistogram
 from cmppsvc.mtmessage import InvalidMessage, MTMessage, parse_mt_entry
 from cmppsvc.recovery import RESEND, UNKNOWN_REASON, Recovered
@@ -58,7 +64,7 @@ def concatenation_reference(entry_id: str) -> int:
 class _Part:
     """One SUBMIT of an entry: a destination and a segment."""
 
-    __slots__ = ("index", "destination", "pdu", "resend", "seq")
+    __slots__ = ("index", "destination", "pdu", "resend", "seq", "record_text")
 
     def __init__(self, index: int, destination: str, pdu: Submit) -> None:
         self.index = index
@@ -66,6 +72,9 @@ class _Part:
         self.pdu = pdu
         self.resend = False
         self.seq: int | None = None
+        # The intended record as JSON: the sent record is this plus the
+        # Sequence_Id and send time.
+        self.record_text = ""
 
 
 class _PendingMessage:
@@ -94,6 +103,7 @@ class OutboundFlow:
         submit_latency: LatencyHistogram,
         log_each: bool,
         recovered: Recovered | None = None,
+        room_available: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
         self._connector = connector
@@ -106,6 +116,7 @@ class OutboundFlow:
         self._latency = submit_latency
         self._log_each = log_each
         self._recovered = recovered or Recovered({})
+        self._room_available = room_available
         self._stopping = False
         self.pending_parts = 0
         self.counters = {
@@ -117,23 +128,46 @@ class OutboundFlow:
             "unknown": 0,
         }
 
+    def _limit(self) -> int:
+        config = self._config
+        return config.window * config.connections * PARTS_PER_WINDOW_SLOT
+
     def capacity(self) -> int:
         """How many more MT entries the channel wants to read now."""
         if self._stopping:
             return 0
-        limit = self._config.window * self._config.connections * PARTS_PER_WINDOW_SLOT
-        return max(0, limit - self.pending_parts)
+        return max(0, self._limit() - self.pending_parts)
+
+    def _parts_finished(self, count: int) -> None:
+        # The MT reader pauses while no channel has room; once half the room
+        # is back, wake it rather than leave the window empty until its pause
+        # ends.
+        before = self.pending_parts
+        self.pending_parts = before - count
+        if self._room_available is not None and not self._stopping:
+            half = self._limit() // 2
+            if self.pending_parts <= half < before:
+                self._room_available()
 
     def stop(self) -> None:
         """Take no more work; parts not sent yet stay for the next start."""
         self._stopping = True
 
     def entries_arrived(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Start sending each entry read from the MT stream."""
+        """Start sending each entry read from the MT stream: the parts of all
+        of them are recorded in one confirmed write, then handed over."""
+        started = []
         for entry_id, fields in entries:
-            self._start(entry_id, fields)
+            work = self._start(entry_id, fields)
+            if work is not None:
+                started.append(work)
+        if started:
+            self._send_when_recorded(started)
 
-    def _start(self, entry_id: str, fields: dict[str, str]) -> None:
+    def _start(
+        self, entry_id: str, fields: dict[str, str]
+    ) -> tuple[_PendingMessage, list[_Part]] | None:
+        """Parse and split one entry; its parts to send (None: nothing)."""
         config = self._config
         recorded = self._recovered.take(entry_id) or {}
         try:
@@ -148,7 +182,7 @@ class OutboundFlow:
             )
         except (InvalidMessage, MessageTooLong, ValueError) as error:
             self._refuse(entry_id, fields, error, recorded)
-            return
+            return None
 
         parts = self._parts(message, segments)
         pending = _PendingMessage(message, len(parts))
@@ -170,13 +204,12 @@ class OutboundFlow:
             # Every part had its outcome before the restart; only the XACK
             # (with the deletion of the records) was missing.
             queue_together(self._writer, *self._completion(pending))
-            return
+            return None
 
         self.pending_parts += pending.parts_left
         for part, record in to_resolve:
             self._resolve_unknown(pending, part, record)
-        if to_send:
-            self._send_when_recorded(pending, to_send)
+        return (pending, to_send) if to_send else None
 
     def _parts(self, message: MTMessage, segments: list) -> list[_Part]:
         config = self._config
@@ -215,37 +248,48 @@ class OutboundFlow:
             record["resend"] = 1
         return record
 
-    def _send_when_recorded(self, pending: _PendingMessage, parts: list[_Part]):
-        entry_id = pending.message.entry_id
-        records = {part.index: self._record(pending, part) for part in parts}
-        recording = self._inflight.intend(entry_id, records)
+    def _send_when_recorded(
+        self, started: list[tuple[_PendingMessage, list[_Part]]]
+    ) -> None:
+        entries = []
+        for pending, parts in started:
+            records = {}
+            for part in parts:
+                part.record_text = dump_record(self._record(pending, part))
+                records[part.index] = part.record_text
+            entries.append((pending.message.entry_id, records))
+        recording = self._inflight.intend_entries(entries)
+        recording.addCallback(self._recorded, started)
+        recording.addErrback(
+            lambda failure: log.failure(
+                "sending failed channel={channel} entries={entries}",
+                failure,
+                channel=self._config.channel_id,
+                entries=len(entries),
+            )
+        )
 
-        def recorded(_):
+    def _recorded(self, _written, started: list) -> None:
+        for pending, parts in started:
             if self._stopping:
                 # Never handed to the connector: not in flight.
                 self._abandon(pending, [part.index for part in parts], True)
-                return
+                continue
+            record = {"id": pending.message.message_id}
             for part in parts:
-                self._send(pending, part, records[part.index])
-
-        recording.addCallback(recorded)
-        recording.addErrback(
-            lambda failure: log.failure(
-                "sending failed channel={channel} entry={entry}",
-                failure,
-                channel=self._config.channel_id,
-                entry=entry_id,
-            )
-        )
+                self._send(pending, part, record)
 
     def _send(self, pending: _PendingMessage, part: _Part, record: dict) -> None:
         entry_id = pending.message.entry_id
 
         def seq_assigned(seq: int) -> None:
             part.seq = seq
-            record["seq"] = seq
-            record["submitted"] = self._clock.seconds()
-            self._inflight.sent(entry_id, part.index, record)
+            self._inflight.sent_text(
+                entry_id,
+                part.index,
+                f'{part.record_text[:-1]},"seq":{seq},'
+                f'"submitted":{self._clock.seconds()!r}}}',
+            )
 
         self.counters["submitted"] += 1
         if part.resend:
@@ -274,8 +318,8 @@ class OutboundFlow:
             "to": part.destination,
         }
         event.update(fields)
-        event["segment"] = record["segment"]
-        event["segments"] = record["segments"]
+        event["segment"] = part.pdu.pk_number
+        event["segments"] = part.pdu.pk_total
         if part.resend:
             event["resend"] = 1
         return event
@@ -295,8 +339,8 @@ class OutboundFlow:
                     "id": record["id"],
                     "channel": self._config.channel_id,
                     "to": part.destination,
-                    "segment": record["segment"],
-                    "segments": record["segments"],
+                    "segment": part.pdu.pk_number,
+                    "segments": part.pdu.pk_total,
                     "submitted": outcome.sent_at,
                     "answered": outcome.answered_at,
                 },
@@ -388,7 +432,7 @@ class OutboundFlow:
         self._part_done(pending, part, event)
 
     def _part_done(self, pending: _PendingMessage, part: _Part, event: dict) -> None:
-        self.pending_parts -= 1
+        self._parts_finished(1)
         pending.parts_left -= 1
         command = event_command(self._events, event)
         if pending.parts_left == 0:
@@ -408,7 +452,7 @@ class OutboundFlow:
 
     def _abandon(self, pending: _PendingMessage, indexes: list[int], unsent: bool):
         """Parts left for the next start: not sent, or sent and unanswered."""
-        self.pending_parts -= len(indexes)
+        self._parts_finished(len(indexes))
         if unsent:
             self._inflight.forget_parts(pending.message.entry_id, indexes)
 

@@ -36,3 +36,11 @@ class EventWriterTests(unittest.TestCase):
         events = EventWriter(WriteBehind(None, reactor))
         self.assertRaises(ValueError, events.emit, {})
         self.assertRaises(TypeError, events.emit, {"type": None})
+
+    def test_command_is_the_xadd_emit_queues(self):
+        events = EventWriter(WriteBehind(None, reactor), maxlen=10)
+        self.assertEqual(
+            events.command({"type": "mo", "seq": 5}),
+            ("XADD", keys.EVENTS, "MAXLEN", "~", 10, "*", "type", "mo", "seq", 5),
+        )
+        self.assertRaises(ValueError, events.command, {})

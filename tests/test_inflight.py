@@ -99,27 +99,10 @@ class QueueTogetherTests(unittest.SynchronousTestCase):
         # each command keeps its own argument count before it
         self.assertEqual(count, 3 * 4)
 
-    def test_when_written_without_the_writers_own(self):
-        clock = Clock()
-        writer = _OldWriter(clock)
-        d = when_written(writer, 1)
+    def test_when_written_is_the_writers_own(self):
+        writer = WriteBehind(None, Clock())
+        writer._send = lambda: None  # keep everything queued
+        serial = writer.queue("SET", "a", "1")
+        d = when_written(writer, serial)
         self.assertNoResult(d)
-        writer.written = 1
-        for callback in writer.after_write:
-            callback(1)
-        self.assertNoResult(d)  # not from inside the writer's callback
-        clock.advance(0)
-        self.successResultOf(d)
-        self.successResultOf(when_written(writer, 1))
-
-
-class _OldWriter:
-    """A writer without ``when_written``: only after-write callbacks."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.written = 0
-        self.after_write = []
-
-    def add_after_write(self, callback):
-        self.after_write.append(callback)
+        self.successResultOf(when_written(writer, 0))

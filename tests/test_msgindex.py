@@ -37,7 +37,7 @@ class MsgIdIndexTests(unittest.TestCase):
     def test_lookup_after_flush_reads_redis_with_ttl(self):
         self.index.put(MSG_ID, ENTRY)
         yield self.writer.flush()
-        self.assertEqual(self.index._unwritten, {})
+        self.assertEqual(self.writer.backlog, 0)
         entry = yield self.index.lookup(MSG_ID)
         self.assertEqual(entry, TEXT_ENTRY)
         ttl = yield self.redis.execute_command("PTTL", keys.msgid(str(MSG_ID)))
@@ -68,6 +68,45 @@ class MsgIdIndexTests(unittest.TestCase):
         ttl = yield self.redis.execute_command("PTTL", keys.msgid("5"))
         self.assertGreater(ttl, 0)
 
+    @defer.inlineCallbacks
+    def test_reports_of_one_turn_are_matched_in_one_script_run(self):
+        runs = []
+        original = self.redis.eval
+
+        def counting_eval(*arguments):
+            runs.append(arguments)
+            return original(*arguments)
+
+        self.redis.eval = counting_eval
+        self.index.put(MSG_ID, ENTRY)  # still queued: matched from memory
+        first = self.index.report(MSG_ID)
+        second = self.index.report(MSG_ID)
+        results = yield defer.gatherResults([first, second])
+        self.assertEqual(results, [(TEXT_ENTRY, True), (TEXT_ENTRY, False)])
+        self.assertEqual(len(runs), 1)
+        ttl = yield self.redis.execute_command("PTTL", keys.msgid(str(MSG_ID)))
+        self.assertGreater(ttl, 0, "a key made by the count expires")
+
+    @defer.inlineCallbacks
+    def test_report_of_another_processes_entry_reads_redis_once(self):
+        other = MsgIdIndex(
+            WriteBehind(self.redis, reactor), self.redis, reactor, ttl=3600
+        )
+        other.put(MSG_ID, ENTRY)
+        yield other.writer.flush()
+        here = yield self.index.report(MSG_ID)
+        there = yield other.report(MSG_ID)
+        self.assertEqual((here, there), ((TEXT_ENTRY, True), (TEXT_ENTRY, False)))
+
+    @defer.inlineCallbacks
+    def test_report_waits_for_another_processes_index_write(self):
+        other_writer = WriteBehind(self.redis, reactor, interval=0.2)
+        other = MsgIdIndex(other_writer, self.redis, reactor)
+        found = self.index.report(MSG_ID)
+        other.put(MSG_ID, ENTRY)
+        result = yield found
+        self.assertEqual(result, (TEXT_ENTRY, True))
+
 
 class MsgIdIndexClockTests(unittest.SynchronousTestCase):
     """The bounded wait before answering None, on a Clock."""
@@ -90,3 +129,45 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
         clock.advance(2)
         self.assertIsNone(self.successResultOf(result))
         self.assertEqual(len(reads), 3)
+
+    def test_report_for_an_unknown_msg_id_retries_with_backoff(self):
+        clock = task.Clock()
+        runs = []
+
+        class ScriptRedis:
+            def eval(self, script, names, arguments):
+                runs.append((names, arguments[2:]))
+                return defer.succeed([[0] for _ in names])
+
+        writer = WriteBehind(ScriptRedis(), clock)
+        index = MsgIdIndex(writer, ScriptRedis(), clock, report_retry_delays=(1, 2, 4))
+        result = index.report(42)
+        clock.advance(0)
+        self.assertEqual(runs, [([keys.msgid("42")], ["0"])])
+        for delay in (1, 2):
+            clock.advance(delay)
+            clock.advance(0)
+            self.assertNoResult(result)
+        clock.advance(4)
+        clock.advance(0)
+        self.assertEqual(self.successResultOf(result), (None, True))
+        self.assertEqual(len(runs), 4, "first try and three retries")
+
+    def test_old_entries_are_left_to_redis(self):
+        clock = task.Clock()
+        flags = []
+
+        class ScriptRedis:
+            def eval(self, script, names, arguments):
+                flags.extend(arguments[2:])
+                return defer.succeed([[1] for _ in names])
+
+        writer = WriteBehind(ScriptRedis(), clock, interval=60)
+        index = MsgIdIndex(writer, ScriptRedis(), clock, ttl=100)
+        index.put(1, ENTRY)
+        index.report(1)
+        clock.advance(0)
+        clock.advance(51)
+        index.report(1)
+        clock.advance(0)
+        self.assertEqual(flags, ["1", "0"], "past half its TTL: read from Redis")

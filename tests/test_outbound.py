@@ -4,6 +4,8 @@ which atomic item, and what a restart does with recorded parts."""
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -101,7 +103,9 @@ class OutboundTests(SynchronousTestCase):
         self.index = FakeIndex()
         self.inflight = InFlightStore(self.writer, None, self.channel)
 
-    def flow(self, recovered: Recovered | None = None) -> OutboundFlow:
+    def flow(
+        self, recovered: Recovered | None = None, room_available=None
+    ) -> OutboundFlow:
         return OutboundFlow(
             self.config,
             self.connector,
@@ -113,6 +117,7 @@ class OutboundTests(SynchronousTestCase):
             LatencyHistogram(),
             False,
             recovered,
+            room_available,
         )
 
     def test_recorded_before_sent_then_event_and_ack_together(self):
@@ -234,3 +239,53 @@ class OutboundTests(SynchronousTestCase):
         (item,) = self.writer.items
         self.assertEqual([command[0] for command in item], ["XADD", "XACK"])
         self.assertEqual(_event_fields(item[0])["type"], "failed")
+
+    def test_entries_of_one_read_are_recorded_in_one_write(self):
+        flow = self.flow()
+        flow.entries_arrived(
+            [
+                ("1-0", {"to": "13800000000", "text": "hi", "id": "a"}),
+                ("2-0", {"to": "13800000001", "text": LONG_TEXT, "id": "b"}),
+            ]
+        )
+        (hset,) = self.writer.commands("HSET")
+        fields = hset[2::2]
+        self.assertEqual(
+            fields,
+            tuple(
+                part_field(e, p)
+                for e, p in [("1-0", 0)] + [("2-0", 0), ("2-0", 1), ("2-0", 2)]
+            ),
+        )
+        self.writer.write_all()
+        self.assertEqual(len(self.connector.submits), 4)
+
+    def test_sent_record_names_the_sequence_id(self):
+        self.flow().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": "hi", "id": "a"})]
+        )
+        self.writer.write_all()
+        intended, sent = self.writer.commands("HSET")
+        self.assertEqual(sent[2], part_field("1-0", 0))
+        record = json.loads(sent[3])
+        self.assertEqual(record, dict(json.loads(intended[3]), seq=101, submitted=0.0))
+
+    def test_the_reader_is_woken_when_half_the_room_is_back(self):
+        woken = []
+        flow = self.flow(room_available=lambda: woken.append(flow.capacity()))
+        limit = flow.capacity()
+        flow.entries_arrived(
+            [
+                (f"{n}-0", {"to": "13800000000", "text": "hi", "id": str(n)})
+                for n in range(limit)
+            ]
+        )
+        self.writer.write_all()
+        self.assertEqual(flow.capacity(), 0)
+        for index in range(limit // 2 - 1):
+            self.connector.answer(index, msg_id=index + 1)
+        self.assertEqual(woken, [])
+        self.connector.answer(limit // 2 - 1, msg_id=limit)
+        self.assertEqual(woken, [limit // 2])
+        self.connector.answer(limit // 2, msg_id=limit + 1)
+        self.assertEqual(len(woken), 1, "once per return of the room")
