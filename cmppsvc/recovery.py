@@ -9,7 +9,7 @@ entries back first (keep ``--consumer`` stable). The in-flight hash
 - a done mark: its outcome event is already written; the part is skipped;
 - an intended or sent record: the part was in flight (it may have reached the
   gateway, its answer was lost with the connection). The channel's policy
-  decides, per channel, with the record's field ``inflightPolicy``:
+  decides, per channel, with the record's field ``restartPolicy``:
 
   - ``resend`` (the default): sent again with a new Sequence_Id; its submit
     event has ``resend=1`` (the gateway may deliver it twice);
@@ -53,8 +53,8 @@ RESEND = "resend"
 UNKNOWN = "unknown"
 POLICIES = (RESEND, UNKNOWN)
 
-#: The channel record field naming the policy.
-POLICY_FIELD = "inflightPolicy"
+#: The channel record field naming the policy (ChannelConfig.restart_policy).
+POLICY_FIELD = "restartPolicy"
 
 #: Reason written in the event of a part resolved as unknown.
 UNKNOWN_REASON = (
@@ -63,19 +63,13 @@ UNKNOWN_REASON = (
 
 
 def channel_policy(config: Any) -> str:
-    """The restart policy of a channel: its record's ``inflightPolicy``
-    (``resend`` or ``unknown``), ``resend`` when missing or not understood."""
-    extra = getattr(config, "extra", None) or {}
-    value = str(extra.get(POLICY_FIELD, RESEND) or RESEND).strip().lower()
-    if value not in POLICIES:
-        log.warn(
-            "unknown {field} {value!r} channel={channel}: using resend",
-            field=POLICY_FIELD,
-            value=value[:40],
-            channel=getattr(config, "channel_id", ""),
-        )
-        return RESEND
-    return value
+    """The restart policy of a channel: its record's ``restartPolicy``.
+
+    The config parser has already refused any value but ``resend`` and
+    ``unknown``; a config without the attribute gets ``resend``.
+    """
+    value = getattr(config, "restart_policy", RESEND) or RESEND
+    return value if value in POLICIES else RESEND
 
 
 class Recovered:

@@ -61,7 +61,7 @@ def submit_events(events):
 def set_policy(redis, channel_id: str, policy: str):
     key = keys.channel_info(channel_id)
     record = json.loads((yield redis.get(key)))
-    record["inflightPolicy"] = policy
+    record["restartPolicy"] = policy
     yield redis.set(key, json.dumps(record))
 
 
