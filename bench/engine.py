@@ -2,13 +2,15 @@
 
 One ``ChannelConnector`` with one connection, in this process, sends SUBMITs (each
 asking for a status report) to ``twist cmppsim`` in a child process over loopback,
-keeping four submits per window slot queued as the service does.  For each CMPP
+keeping four submits per window slot queued as the service does, through
+``submit_with_callbacks`` (the connector's Deferred-free path).  For each CMPP
 version and window it prints submits/s, reports/s, p50/p99 submit->response latency
 and the CPU seconds per 1,000 messages of each process: the best of ``--repeat``
 runs, because this machine is shared and a run can lose a core to a neighbour.
 
     .venv/bin/python -m bench.engine [--count 100000] [--seconds 60]
         [--windows 16,32] [--versions 20,30] [--report-delay 0.05] [--repeat 3]
+        [--deferreds]
         [--profile FILE.html] [--profile-simulator FILE.txt]
 
 Bounded in count and time; connects to 127.0.0.1 only.
@@ -110,6 +112,7 @@ class Run:
             self.state_changed,
         )
         self.queue_limit = window * QUEUED_PER_SLOT
+        self.with_deferreds = False
 
     def state_changed(self, state: str, details: dict) -> None:
         if state == READY and not self.ready.called:
@@ -131,7 +134,7 @@ class Run:
         self.feed(1)
         self.check_done()
 
-    def failed(self, failure: Any) -> None:
+    def failed(self, error: Any) -> None:
         self.failures += 1
         self.feed(1)
         self.check_done()
@@ -146,9 +149,14 @@ class Run:
                 return
             pdu = pdus[self.next_index]
             self.next_index += 1
-            connector.submit(pdu, self.seq_assigned).addCallbacks(
-                self.answered, self.failed
-            )
+            if self.with_deferreds:
+                connector.submit(pdu, self.seq_assigned).addCallbacks(
+                    self.answered, lambda failure: self.failed(failure.value)
+                )
+            else:
+                connector.submit_with_callbacks(
+                    pdu, self.answered, self.failed, self.seq_assigned
+                )
 
     def check_done(self) -> None:
         answered = self.responses + self.failures
@@ -164,6 +172,7 @@ class Run:
 def measure(reactor, simulator: Simulator, version: int, window: int, arguments):
     """Connect, send ``count`` submits, wait for every report; return the figures."""
     run = Run(reactor, simulator.port, version, window, arguments.count)
+    run.with_deferreds = arguments.deferreds
     # The prebuilt PDUs are the bench's input: keep the collector off them.
     gc.collect()
     gc.freeze()
@@ -229,6 +238,11 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--versions", default="20,30")
     options.add_argument("--report-delay", type=float, default=0.05)
     options.add_argument(
+        "--deferreds",
+        action="store_true",
+        help="submit through ChannelConnector.submit (a Deferred per message)",
+    )
+    options.add_argument(
         "--repeat", type=int, default=3, help="runs per case; the best is shown"
     )
     options.add_argument("--profile", help="write a pyinstrument HTML profile here")
@@ -244,6 +258,8 @@ def run_all(reactor, arguments) -> Any:
     windows = [int(text) for text in arguments.windows.split(",")]
     versions = [int(text, 16) for text in arguments.versions.split(",")]
     print("Engine bench: ChannelConnector alone (no Redis) -> twist cmppsim child")
+    api = "submit() Deferreds" if arguments.deferreds else "submit_with_callbacks()"
+    print(f"  submitting through {api}")
     print(f"  {conditions()}")
     print(
         f"  {arguments.count:,} messages per run, every one asking for a report, "

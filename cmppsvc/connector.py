@@ -27,6 +27,9 @@ Rules:
   outstanding answers, sends TERMINATE and closes; submits still unanswered then
   fail with ``SubmitUnknown``.
 - A cancelled submit Deferred that is still queued is dropped from the queue unsent.
+- ``submit_with_callbacks`` is ``submit`` with two plain callbacks instead of a
+  Deferred, for a busy channel (a Deferred chain per message costs more than the
+  SUBMIT_RESP it carries); ``abort()`` closes every connection at once.
 """
 
 from __future__ import annotations
@@ -148,19 +151,72 @@ class ChannelConnector(Service):
         Fires with a ``SubmitOutcome`` (any Result but 3 and 8, or 8 once the
         flow-control retries are used up) or fails with a ``SubmitFailed``.
         ``seq_assigned(seq)`` is called each time the submit gets a Sequence_Id,
-        before its bytes are written.  ``pdu.seq`` is overwritten.
+        before its bytes are written.  ``pdu.seq`` is overwritten.  Cancelling the
+        Deferred drops a submit not yet sent.
         """
         if self._stopping or not self.running:
             return fail(ChannelStopped("channel is not running"))
 
-        deferred: Deferred = Deferred()
+        record = PendingSubmit(pdu, None, None, seq_assigned)
+        deferred: Deferred = Deferred(record.cancel)
+        record.answered = deferred.callback
+        record.failed = deferred.errback
+        self._enqueue(record)
+        return deferred
+
+    def submit_with_callbacks(
+        self,
+        pdu: Submit,
+        answered: Callable[[SubmitOutcome], object],
+        failed: Callable[[SubmitFailed], object],
+        seq_assigned: Callable[[int], None] | None = None,
+    ) -> PendingSubmit:
+        """``submit`` without a Deferred: the fast path for a busy channel.
+
+        Exactly one of ``answered(outcome)`` or ``failed(error)`` (a
+        ``SubmitFailed`` instance, not a Failure) is called, once, with what the
+        Deferred of ``submit`` would carry; ``failed`` is called before this returns
+        when the channel is not running.  An exception they raise is logged, never
+        passed on.  The returned handle's ``cancel()`` drops the submit if unsent
+        (and then neither is called).
+        """
+        record = PendingSubmit(pdu, answered, failed, seq_assigned)
+        if self._stopping or not self.running:
+            record.fail(ChannelStopped("channel is not running"))
+            return record
+
+        self._enqueue(record)
+        return record
+
+    def _enqueue(self, record: PendingSubmit) -> None:
         queue = self._queue
-        queue.append(PendingSubmit(pdu, deferred, seq_assigned))
+        queue.append(record)
         if (len(queue) == 1 and not self._resends) or self._pumping:
             # Submits already waiting mean no slot or no token is free now; the
             # answer that frees one, or the rate timer, pumps again.
             self._pump()
-        return deferred
+
+    def abort(self) -> None:
+        """Close every connection of the channel at once, without TERMINATE.
+
+        For a channel that must be gone now (its lease is ending).  Reconnecting
+        stops; queued submits fail as in ``stopService`` and unanswered ones with
+        ``SubmitUnknown``.  Safe during or after ``stopService``, whose Deferred
+        then fires once the connections are closed.
+        """
+        if self.running:
+            Service.stopService(self)
+        self._stopping = True
+        if self._wakeup is not None and self._wakeup.active():
+            self._wakeup.cancel()
+        self._wakeup = None
+        while self._resends or self._queue:
+            record = self._resends.popleft() if self._resends else self._queue.popleft()
+            fail_unsent(record)
+
+        for connection in self.connections:
+            connection.abort()
+        self._state_changed(None, {})
 
     def stopService(self) -> Deferred:
         """Graceful stop: no new submits, bounded wait for answers, TERMINATE, close."""
@@ -272,7 +328,7 @@ class ChannelConnector(Service):
         resends, queue = self._resends, self._queue
         while count > 0 and (resends or queue):
             record = resends.popleft() if resends else queue.popleft()
-            if record.deferred.called:
+            if record.ended:
                 continue
             try:
                 protocol.send_submit(record, now)

@@ -5,8 +5,9 @@ The connection moves through ``connecting`` -> ``logging in`` -> ``ready`` ->
 Status 0, and heartbeats only once logged in.  Its owner (the channel's connector)
 decides what is sent and when; the connection enforces the protocol's rules.
 
-Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``, the other
-control PDUs and unreadable ones in ``cmppsvc.sessionpdus``, our graceful stop in
+Rules (login in ``cmppsvc.login``, heartbeat in ``cmppsvc.heartbeat``, reading
+frames, SUBMIT_RESP and DELIVER in ``cmppsvc.receiving``, the other control PDUs and
+unreadable ones in ``cmppsvc.sessionpdus``, our graceful stop in
 ``cmppsvc.stopping``):
 
 - Timeouts and late answers: a submit unanswered after T is resent as the SAME bytes
@@ -35,14 +36,10 @@ from twisted.python.failure import Failure
 from cmppsvc.backoff import NETWORK
 from cmppsvc.codec import (
     VERSION_30,
-    CodecError,
-    Deliver,
-    FrameBuffer,
-    SubmitResp,
-    decode,
+    Submit,
     encode,
 )
-from cmppsvc.codec import constants as command
+from cmppsvc.codec.codec import ENCODERS_20, ENCODERS_30
 from cmppsvc.heartbeat import DEAD, Heartbeat
 from cmppsvc.login import Login
 from cmppsvc.owner import (
@@ -53,15 +50,13 @@ from cmppsvc.owner import (
     READY,
     ConnectionOwner,
 )
+from cmppsvc.receiving import Receiving
 from cmppsvc.sessionpdus import ControlMessages
 from cmppsvc.settings import ConnectionSettings
 from cmppsvc.stopping import GracefulStop
 from cmppsvc.window import (
     PendingSubmit,
-    SubmitOutcome,
-    SubmitUnknown,
     expire,
-    result_reason,
 )
 
 __all__ = [
@@ -74,21 +69,10 @@ __all__ = [
     "ConnectionOwner",
 ]
 
-FLOW_CONTROL = 8
-DUPLICATE_SEQUENCE = 3
-
-_SUBMIT_RESP = {
-    # Total_Length -> the frame's layout; 2.0 has a 1-byte Result, 3.0 (and some
-    # 2.0 gateways) a 4-byte one.  Other lengths take the codec's path.
-    21: struct.Struct(">IIIQB"),
-    24: struct.Struct(">IIIQI"),
-}
-_DELIVER_RESP_20 = struct.Struct(">IIIQB")
-_DELIVER_RESP_30 = struct.Struct(">IIIQI")
 _SEQ = struct.Struct(">I")
 
 
-class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
+class CMPPClientProtocol(Receiving, GracefulStop, ControlMessages, Protocol):
     """The SP side of one CMPP connection, driven by its ``ConnectionOwner``."""
 
     log = Logger()
@@ -115,7 +99,6 @@ class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
         self._window = settings.window
         self._timeout = settings.response_timeout
         self._attempts = settings.attempts
-        self._frames = FrameBuffer()
         self._out: list[bytes] = []
         self._reading = False
         self._sweep_interval = min(sweep_interval, settings.response_timeout / 4)
@@ -123,9 +106,10 @@ class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
         self._login: Login | None = None
         self._heartbeat: Heartbeat | None = None
         self._failed = False
-        self._deliver_resp = (
-            _DELIVER_RESP_30 if settings.version >= VERSION_30 else _DELIVER_RESP_20
-        )
+        self._encode_submit = (
+            ENCODERS_30 if settings.version >= VERSION_30 else ENCODERS_20
+        )[Submit]
+        self._init_receiving(settings.version)
         self._init_stop(settings.stop_timeout)
 
     def _fields(self) -> dict:
@@ -167,7 +151,11 @@ class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
             # A resend with a new seq: only the header's Sequence_Id changes.
             frame = frame[:8] + _SEQ.pack(seq) + frame[12:]
         else:
-            frame = encode(pdu, self._version)
+            frame = (
+                self._encode_submit(pdu)
+                if type(pdu) is Submit
+                else encode(pdu, self._version)
+            )
         record.seq = seq
         if record.seq_assigned is not None:
             record.seq_assigned(seq)
@@ -235,123 +223,6 @@ class CMPPClientProtocol(GracefulStop, ControlMessages, Protocol):
         self.last_error = reason
         self._failed = True
         self.owner.connection_failed(self, kind, code, reason)
-
-    # -- receiving -------------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        """Handle every whole PDU in ``data``, then write all answers at once."""
-        now = self.clock.seconds()
-        self._heartbeat.last_received = now
-        try:
-            frames = self._frames.feed(data)
-        except CodecError as error:
-            self.log.error(
-                "broken framing, dropping channel={channel} gateway={gateway} "
-                "error={error}",
-                error=str(error),
-                **self._fields(),
-            )
-            self._fail(NETWORK, None, f"broken framing: {error}")
-            self._abort()
-            return
-
-        freed = False
-        answering = self.state in (READY, CLOSING)
-        self._reading = True
-        try:
-            for frame in frames:
-                # SUBMIT_RESP, the hot path, is read in place: no PDU object.
-                layout = _SUBMIT_RESP.get(len(frame))
-                if layout is not None and answering:
-                    _, command_id, seq, msg_id, result = layout.unpack(frame)
-                    if command_id == command.SUBMIT_RESP:
-                        freed = self._submit_answered(seq, msg_id, result, now) or freed
-                        continue
-
-                try:
-                    pdu = decode(frame, self._version)
-                except CodecError as error:
-                    if error.fatal:
-                        self._fail(NETWORK, None, f"undecodable PDU: {error}")
-                        self._abort()
-                        return
-                    self._skip(frame, error)
-                    continue
-
-                if self.trace_pdus:
-                    self.log.debug("received {pdu!r}", pdu=pdu)
-                if pdu.command_id == command.DELIVER and answering:
-                    self._deliver(pdu)
-                elif pdu.command_id == command.SUBMIT_RESP and answering:
-                    freed = (
-                        self._submit_answered(pdu.seq, pdu.msg_id, pdu.result, now)
-                        or freed
-                    )
-                else:
-                    self._other_pdu(pdu, now)
-                    if self.state == CLOSED:
-                        return
-                    answering = self.state in (READY, CLOSING)
-        finally:
-            self._reading = False
-
-        if freed:
-            if self.state == READY:
-                self.owner.window_opened(self)
-            elif self.state == CLOSING and not self.outstanding:
-                self._send_terminate()
-        self.flush()
-
-    def _submit_answered(self, seq: int, msg_id: int, result: int, now: float) -> bool:
-        """Resolve the submit a SUBMIT_RESP answers; True when it freed a slot."""
-        record = self.outstanding.pop(seq, None)
-        if record is None:
-            self.owner.late_response(
-                seq, SubmitResp(msg_id=msg_id, result=result, seq=seq)
-            )
-            return False
-
-        if result == FLOW_CONTROL:
-            self.owner.flow_controlled(self, record)
-        elif result == DUPLICATE_SEQUENCE:
-            record.fail(
-                SubmitUnknown(
-                    "gateway answered duplicate message sequence (Result 3): "
-                    "it may or may not hold the message",
-                    seq,
-                    record.attempts,
-                )
-            )
-        else:
-            record.succeed(
-                SubmitOutcome(
-                    seq,
-                    msg_id,
-                    result,
-                    result_reason(result),
-                    record.sent_at,
-                    now,
-                    record.attempts,
-                    record.resent,
-                )
-            )
-        return True
-
-    def _deliver(self, pdu: Deliver) -> None:
-        """Answer at once, then hand over; a failing handler must not cost the link."""
-        self._out.append(
-            self._deliver_resp.pack(
-                self._deliver_resp.size, command.DELIVER_RESP, pdu.seq, pdu.msg_id, 0
-            )
-        )
-        try:
-            self.owner.deliver_received(pdu)
-        except Exception:
-            self.log.failure(
-                "deliver handler failed channel={channel} seq={seq}",
-                channel=self.settings.channel_id,
-                seq=pdu.seq,
-            )
 
     # -- timers ----------------------------------------------------------------
 

@@ -59,6 +59,15 @@ class ConnectionSlot(Factory):
             return protocol.stop().addCallback(lambda _: service.stopService())
         return service.stopService()
 
+    def abort(self) -> None:
+        """Stop reconnecting and drop the current connection now, without TERMINATE."""
+        service = self.service
+        if service is not None and service.running:
+            service.stopService()
+        protocol = self.protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abortConnection()
+
     def buildProtocol(self, addr: object) -> CMPPClientProtocol:
         """A fresh protocol for each TCP connection."""
         connector = self.connector

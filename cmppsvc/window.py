@@ -1,33 +1,38 @@
 """One submit on its way through the sliding window: its record, outcome and failures.
 
-A ``PendingSubmit`` is created once per ``ChannelConnector.submit`` call and travels
-from the connector's queue into a connection's table of outstanding requests (a dict
-keyed by ``seq``) and, after a flow-control answer or a lost connection, back to the
-queue.  It carries the one Deferred of that submit; nothing else is allocated for it
-until its answer arrives.
+A ``PendingSubmit`` is created once per submit and travels from the connector's
+queue into a connection's table of outstanding requests (a dict keyed by ``seq``)
+and, after a flow-control answer or a lost connection, back to the queue.  It carries
+the two plain callbacks that end the submit (for ``ChannelConnector.submit`` they
+fire its Deferred); nothing else is allocated for it until its answer arrives, and
+then only the ``SubmitOutcome`` tuple.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
-import attrs
-from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from cmppsvc.codec import Submit
 from cmppsvc.codec.codes import submit_result
 
+log = Logger()
 
-@attrs.frozen
-class SubmitOutcome:
-    """The gateway's answer to one SUBMIT PDU.
+
+class SubmitOutcome(NamedTuple):
+    """The gateway's answer to one SUBMIT PDU (immutable).
 
     ``result`` is the SUBMIT_RESP Result (0 success; other values are final for the
     segment, their meaning in ``reason``); ``sent_at`` and ``answered_at`` are clock
     seconds of the last send and of the answer; ``attempts`` counts the PDUs sent for
     this submit; ``resent`` is True when it was sent again with a new Sequence_Id after
     a connection was lost, so the first copy may have reached the gateway too.
+
+    A named tuple rather than an attrs class: one is built per message at full speed,
+    and a tuple costs a seventh of a frozen attrs instance.
     """
 
     seq: int
@@ -73,7 +78,9 @@ class PendingSubmit:
 
     __slots__ = (
         "pdu",
-        "deferred",
+        "answered",
+        "failed",
+        "ended",
         "seq_assigned",
         "seq",
         "frame",
@@ -88,11 +95,14 @@ class PendingSubmit:
     def __init__(
         self,
         pdu: Submit,
-        deferred: Deferred,
+        answered: Callable[[SubmitOutcome], object],
+        failed: Callable[[SubmitFailed], object],
         seq_assigned: Callable[[int], None] | None,
     ) -> None:
         self.pdu = pdu
-        self.deferred = deferred
+        self.answered = answered
+        self.failed = failed
+        self.ended = False
         self.seq_assigned = seq_assigned
         self.seq = 0
         self.frame = b""
@@ -104,14 +114,34 @@ class PendingSubmit:
         self.resent = False
 
     def succeed(self, outcome: SubmitOutcome) -> None:
-        """Resolve the submit, unless its caller cancelled it meanwhile."""
-        if not self.deferred.called:
-            self.deferred.callback(outcome)
+        """Resolve the submit, unless it ended (or was cancelled) already.
+
+        The caller's exception is logged, never raised into the connection.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.answered(outcome)
+        except Exception:
+            log.failure("submit outcome handler failed seq={seq}", seq=outcome.seq)
 
     def fail(self, failure: SubmitFailed) -> None:
-        """Fail the submit, unless its caller cancelled it meanwhile."""
-        if not self.deferred.called:
-            self.deferred.errback(failure)
+        """Fail the submit, unless it ended (or was cancelled) already."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.failed(failure)
+        except Exception:
+            log.failure("submit failure handler failed seq={seq}", seq=self.seq)
+
+    def cancel(self, _deferred: object = None) -> None:
+        """Drop the submit: unsent, it is never sent; sent, its answer is ignored.
+
+        Also the canceller of ``ChannelConnector.submit``'s Deferred (its argument).
+        """
+        self.ended = True
 
 
 def fail_unsent(record: PendingSubmit) -> None:

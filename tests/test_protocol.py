@@ -60,7 +60,7 @@ class ConnectionTestCase(SynchronousTestCase):
         results: list = []
         deferred: Deferred = Deferred()
         deferred.addBoth(results.append)
-        record = PendingSubmit(make_submit(), deferred, None)
+        record = PendingSubmit(make_submit(), deferred.callback, deferred.errback, None)
         self.protocol.send_submit(record, self.clock.seconds())
         self.protocol.flush()
         return record, results
@@ -140,7 +140,8 @@ class SubmitTests(ConnectionTestCase):
         deferred.addCallback(results.append)
         record = PendingSubmit(
             make_submit(),
-            deferred,
+            deferred.callback,
+            deferred.errback,
             lambda seq: seen_before_write.append((seq, self.gateway.transport.value())),
         )
         self.protocol.send_submit(record, self.clock.seconds())

@@ -1,10 +1,19 @@
 """The writes of one simulator connection: answers batched per read, held back
-by ``response_delay``, and status reports released by a single timer."""
+by ``response_delay``, and status reports released by a single timer.
+
+Reports that are due when a batch of answers is written ride in the same write, as
+a gateway's TCP stream would carry them: at full speed that halves the writes (and
+the peer's reads) per message.  While answers flow, the timer leaves due reports to
+the next answers' write for up to ``RIDE_SECONDS``; otherwise it sends them."""
 
 from collections import deque
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
+
+RIDE_SECONDS = 0.001
+"""How long a due report may wait for a write of answers when answers were written
+that recently: the most a report is ever later than its delay."""
 
 
 class Outbox:
@@ -23,6 +32,7 @@ class Outbox:
         self.closed = False
         self._reports: deque[tuple[float, list[bytes]]] = deque()
         self._report_call: IDelayedCall | None = None
+        self._answered_at = float("-inf")
         self._timers: set[IDelayedCall] = set()
 
     def send(
@@ -50,6 +60,7 @@ class Outbox:
             self.reports_written(len(reports))
             reports = []
         if answers:
+            self._answered_at = self._take_due(answers)
             self.transport.write(b"".join(answers))
         if reports:
             self._queue_reports(report_delay, reports)
@@ -93,19 +104,37 @@ class Outbox:
         if self._report_call is None:
             self._report_call = self.later(delay, self._flush_reports)
 
+    def _take_due(self, out: list[bytes]) -> float:
+        """Move every report due now onto ``out`` (and count them); return now."""
+        now = self.clock.seconds()
+        queue = self._reports
+        before = len(out)
+        while queue and queue[0][0] <= now:
+            out.extend(queue.popleft()[1])
+        if len(out) > before:
+            self.reports_written(len(out) - before)
+        return now
+
     def _flush_reports(self) -> None:
         """Write every report that is due in one write, then wait for the next."""
         self._report_call = None
         if self.closed:
             return
-        now = self.clock.seconds()
         queue = self._reports
+        now = self.clock.seconds()
+        if (
+            queue
+            and now - self._answered_at < RIDE_SECONDS
+            and queue[0][0] > now - RIDE_SECONDS
+        ):
+            # Answers are flowing: the next write of answers carries the reports.
+            self._report_call = self.later(RIDE_SECONDS, self._flush_reports)
+            return
+
         due: list[bytes] = []
-        while queue and queue[0][0] <= now:
-            due.extend(queue.popleft()[1])
+        now = self._take_due(due)
         if due:
             self.transport.write(b"".join(due))
-            self.reports_written(len(due))
         if queue:
             self._report_call = self.later(
                 max(0.0, queue[0][0] - now), self._flush_reports
