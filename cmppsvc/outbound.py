@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from cmppsvc.codec import Submit
 from cmppsvc.codec.longsms import MessageTooLong, split_message
@@ -294,20 +294,11 @@ class OutboundFlow:
         self.counters["submitted"] += 1
         if part.resend:
             self.counters["resent"] += 1
-        sending = self._connector.submit(part.pdu, seq_assigned)
-        sending.addCallbacks(
-            self._answered,
-            self._failed,
-            callbackArgs=(pending, part, record),
-            errbackArgs=(pending, part, record),
-        )
-        sending.addErrback(
-            lambda failure: log.failure(
-                "recording an outcome failed channel={channel} entry={entry}",
-                failure,
-                channel=self._config.channel_id,
-                entry=entry_id,
-            )
+        self._connector.submit_with_callbacks(
+            part.pdu,
+            partial(self._answered, pending=pending, part=part, record=record),
+            partial(self._failed, pending=pending, part=part, record=record),
+            seq_assigned,
         )
 
     def _event(self, part: _Part, record: dict, **fields: Any) -> dict:
@@ -372,9 +363,8 @@ class OutboundFlow:
         self._part_done(pending, part, event)
 
     def _failed(
-        self, failure: Failure, pending: _PendingMessage, part: _Part, record
+        self, error: Exception, pending: _PendingMessage, part: _Part, record
     ) -> None:
-        error = failure.value
         if isinstance(error, ChannelStopped):
             # Never sent (or refused with flow control): safe to send later.
             self._abandon(pending, [part.index], True)
@@ -384,16 +374,16 @@ class OutboundFlow:
             self._abandon(pending, [part.index], False)
             return
         if not isinstance(error, SubmitFailed):
-            log.failure(
-                "submit failed unexpectedly channel={channel} id={id}",
-                failure,
+            log.error(
+                "submit failed unexpectedly channel={channel} id={id} error={error}",
                 channel=self._config.channel_id,
                 id=record["id"],
+                error=repr(error),
             )
 
         seq = getattr(error, "seq", None) or part.seq
         self.counters["failed"] += 1
-        reason = getattr(error, "reason", None) or failure.getErrorMessage()
+        reason = getattr(error, "reason", None) or str(error)
         outcome = "unknown" if isinstance(error, SubmitUnknown) else "failed"
         event = self._event(
             part,

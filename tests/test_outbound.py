@@ -69,6 +69,10 @@ class FakeConnector:
         self.submits.append((pdu, self.seq, d))
         return d
 
+    def submit_with_callbacks(self, pdu, answered, failed, seq_assigned):
+        d = self.submit(pdu, seq_assigned)
+        d.addCallbacks(answered, lambda failure: failed(failure.value))
+
     def answer(self, index: int, msg_id: int = 7, result: int = 0) -> None:
         _pdu, seq, d = self.submits[index]
         d.callback(SubmitOutcome(seq, msg_id, result, "ok", 1.0, 1.5, 1))
