@@ -45,7 +45,7 @@ from cmppsvc.records import (
     same_config,
     scan_channel_ids,
 )
-from cmppsvc.redisconn import OutageLog, is_transient
+from cmppsvc.redisoutage import OutageLog, is_transient
 from cmppsvc.status import read as read_status
 from cmppsvc.takeover import CLAIM_PERIOD_LEASES, LeaseCoordination
 

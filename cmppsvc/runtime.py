@@ -33,7 +33,8 @@ from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.localredis import LocalRedis
 from cmppsvc.msgindex import TTL, MsgIdIndex
 from cmppsvc.mtqueue import MTReader
-from cmppsvc.redisconn import RedisAddress, RetryingReads, connect_redis
+from cmppsvc.redisconn import RedisAddress, connect_redis
+from cmppsvc.redisoutage import RetryingReads
 from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL, RecordWatcher
 from cmppsvc.sequence import RedisSequenceStore
 from cmppsvc.status import StatusWriter

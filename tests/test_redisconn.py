@@ -13,13 +13,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from cmppsvc.localredis import free_port
-from cmppsvc.redisconn import (
-    RedisAddress,
-    RetryingReads,
-    connect_redis,
-    is_transient,
-    parse_redis_url,
-)
+from cmppsvc.redisconn import RedisAddress, connect_redis, parse_redis_url
+from cmppsvc.redisoutage import RetryingReads, is_transient
 from tests.redisserver import start_redis
 
 SECRET = "pa:ss/w?rd@x"
