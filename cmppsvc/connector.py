@@ -11,16 +11,7 @@ of the channel's shared ``TokenBucket``; resends go ahead of the queue.
 
 Rules:
 
-- Flow control (SUBMIT_RESP Result 8): the bucket slows down (``TokenBucket.
-  slow_down``) and the same message goes back to the front of the queue, to be sent
-  with a new Sequence_Id, at most ``flow_control_retries`` times; after that the submit
-  resolves with its Result 8 outcome.  Rate warnings are logged at most once a second.
-- Connection lost with submits unanswered: each is resent on the next ready
-  connection with a new Sequence_Id, marked ``resent`` (the first copy may have reached
-  the gateway), and the lost send counts against ``attempts``; a submit that has used
-  all its attempts fails with ``SubmitUnknown``.
-- A SUBMIT_RESP for a submit that already failed goes to ``late_response(seq, resp)``
-  when given, so the channel can still record the Msg_Id.
+- Flow control, connection loss and late answers: see ``cmppsvc.resending``.
 - Graceful stop: new submits fail with ``ChannelStopped``; queued ones too (or
   ``SubmitUnknown`` when an earlier copy was sent), and so does one answered Result 8
   meanwhile; each ready connection waits at most ``stop_timeout`` for its
@@ -47,6 +38,7 @@ from cmppsvc.codec import CodecError, Deliver, Submit, SubmitResp
 from cmppsvc.owner import CLOSED, CLOSING, CONNECTING, LOGGING_IN, READY
 from cmppsvc.protocol import CMPPClientProtocol
 from cmppsvc.ratelimit import TokenBucket
+from cmppsvc.resending import ResendRules
 from cmppsvc.settings import ConnectionSettings
 from cmppsvc.slot import ConnectionSlot
 from cmppsvc.window import (
@@ -57,7 +49,6 @@ from cmppsvc.window import (
     SubmitTimeout,
     SubmitUnknown,
     fail_unsent,
-    result_reason,
 )
 
 __all__ = [
@@ -70,8 +61,6 @@ __all__ = [
     "tcp_endpoint",
 ]
 
-FLOW_CONTROL = 8
-
 
 def tcp_endpoint(settings: ConnectionSettings) -> IStreamClientEndpoint:
     """The default endpoint: TCP to ``settings.host:settings.port`` on the reactor."""
@@ -81,7 +70,7 @@ def tcp_endpoint(settings: ConnectionSettings) -> IStreamClientEndpoint:
     return TCP4ClientEndpoint(reactor, settings.host, settings.port, timeout=30)
 
 
-class ChannelConnector(Service):
+class ChannelConnector(ResendRules, Service):
     """All connections of one channel: ClientServices with backoff, one rate limiter.
 
     ``next_seq`` gives Sequence_Ids (synchronously); ``deliver_received`` is called
@@ -348,81 +337,6 @@ class ChannelConnector(Service):
         self._pump()
 
     # -- events from the connections -------------------------------------------
-
-    def _flow_controlled(self, record: PendingSubmit) -> None:
-        if self._stopping:
-            # Refused with Result 8, so the gateway does not hold it: safe to retry.
-            record.fail(ChannelStopped("channel stopped before resending a submit"))
-            return
-
-        record.blind_sends = 0
-        record.flow_control_retries += 1
-        if record.flow_control_retries > self.settings.flow_control_retries:
-            now = self.clock.seconds()
-            record.succeed(
-                SubmitOutcome(
-                    record.seq,
-                    0,
-                    FLOW_CONTROL,
-                    result_reason(FLOW_CONTROL),
-                    record.sent_at,
-                    now,
-                    record.attempts,
-                    record.resent,
-                )
-            )
-            return
-
-        self.limiter.slow_down()
-        now = self.clock.seconds()
-        if now - self._last_flow_log >= 1.0:
-            self._last_flow_log = now
-            self.log.warn(
-                "gateway answered flow control, slowing down channel={channel} "
-                "rate={rate}",
-                channel=self.settings.channel_id,
-                rate=round(self.limiter.rate, 1),
-            )
-        self._resends.append(record)
-
-    def _requeue_lost(self, outstanding: list[PendingSubmit]) -> None:
-        """Apply the connection-loss rule to submits sent and never answered."""
-        attempts = self.settings.attempts
-        resent = 0
-        for record in outstanding:
-            if self._stopping:
-                reason = "channel stopped with the submit unanswered"
-            elif record.blind_sends >= attempts:
-                reason = f"connection lost after {record.blind_sends} unanswered sends"
-            else:
-                record.resent = True
-                self._resends.append(record)
-                resent += 1
-                continue
-            record.fail(
-                SubmitUnknown(
-                    f"{reason}: the gateway may hold it", record.seq, record.attempts
-                )
-            )
-
-        self.log.info(
-            "connection lost with submits unanswered channel={channel} "
-            "to_resend={resent} unknown={unknown}",
-            channel=self.settings.channel_id,
-            resent=resent,
-            unknown=len(outstanding) - resent,
-        )
-        self._pump()
-
-    def _late_response(self, seq: int, response: SubmitResp) -> None:
-        self.late_responses += 1
-        self.log.debug(
-            "late SUBMIT_RESP channel={channel} seq={seq}",
-            channel=self.settings.channel_id,
-            seq=seq,
-        )
-        if self._on_late is not None:
-            self._on_late(seq, response)
 
     def _record_error(
         self, connection: ConnectionSlot, kind: str, code: int | None, reason: str
