@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
 import txredisapi
 from twisted.application.service import Service
@@ -63,6 +64,31 @@ class _ServerProcess(protocol.ProcessProtocol):
     def processEnded(self, reason):
         self.exited = True
         self.ended.callback(None)
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:`port` (so our server can)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As redis-server binds: connections of an earlier server still in
+    # TIME_WAIT do not count, a listening socket does.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _process_id(info: Any) -> int | None:
+    """The `process_id` of an INFO reply: which server answered."""
+    if isinstance(info, bytes):
+        info = info.decode("ascii", "replace")
+    for line in str(info).splitlines():
+        if line.startswith("process_id:"):
+            return int(line.split(":", 1)[1])
+    return None
 
 
 class LocalRedis:
@@ -138,11 +164,26 @@ class LocalRedis:
         elif self._workdir is None:
             self._workdir = tempfile.mkdtemp(prefix="cmppsvc-redis-")
 
+        if not port_is_free(self.port):
+            return defer.fail(
+                RedisServerFailed(
+                    f"port {self.port} on 127.0.0.1 is already in use: choose "
+                    "another --redis-port, or pass --redis URL to use that server"
+                )
+            )
+
+        # In a session of its own, a Ctrl-C meant for cmppsvc does not reach the
+        # server: cmppsvc still needs it to flush its writes while stopping.
+        executable, arguments = path, self._arguments()
+        setsid = shutil.which("setsid")
+        if setsid is not None:
+            executable, arguments = setsid, ["setsid", *arguments]
+
         self._process = _ServerProcess()
         self.reactor.spawnProcess(
             self._process,
-            path,
-            self._arguments(),
+            executable,
+            arguments,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             path=self._workdir,
         )
@@ -163,6 +204,10 @@ class LocalRedis:
                 yield task.deferLater(self.reactor, READY_INTERVAL, lambda: None)
                 continue
             try:
+                info = yield connection.execute_command("INFO", "server")
+                if _process_id(info) != process.transport.pid:
+                    # Another server answers on our port: never use it.
+                    break
                 yield connection.ping()
             except txredisapi.ResponseError:
                 # LOADING: up, still reading its append-only file

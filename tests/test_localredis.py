@@ -2,7 +2,7 @@
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from cmppsvc.localredis import LocalRedis, RedisServerMissing
+from cmppsvc.localredis import LocalRedis, RedisServerFailed, RedisServerMissing
 from tests.redisserver import open_connection, start_redis
 
 
@@ -19,6 +19,15 @@ class LocalRedisTests(unittest.TestCase):
 
         yield server.stop()
         self.assertFalse(server.running)
+
+    @defer.inlineCallbacks
+    def test_a_port_in_use_is_refused_not_shared(self):
+        """Another server on the port is never taken for our own."""
+        server, _redis = yield start_redis(self)
+        second = LocalRedis(None, port=server.port)
+        error = yield self.assertFailure(second.start(), RedisServerFailed)
+        self.assertIn(f"port {server.port}", str(error))
+        self.assertIn("already in use", str(error))
 
     @defer.inlineCallbacks
     def test_restart_keeps_data_even_after_a_crash(self):
