@@ -41,6 +41,7 @@ from cmppsvc.config import ChannelConfig, ChannelConfigError, parse_channel_reco
 from cmppsvc.lease import DEFAULT_TTL, LeaseKeeper
 from cmppsvc.records import (
     SCAN_BATCH,
+    refusal_status,
     report_refused,
     same_config,
     scan_channel_ids,
@@ -86,6 +87,7 @@ class ChannelCollection(LeaseCoordination, Service):
         )
         #: channel id -> why its record was refused
         self.broken: dict[str, str] = {}
+        self._refusals: dict[str, ChannelConfigError] = {}
         #: ids an operator stopped, as last seen
         self.stopped: set[str] = set()
         self._channels: dict[str, ChannelService] = {}
@@ -279,6 +281,11 @@ class ChannelCollection(LeaseCoordination, Service):
             self._candidates.discard(channel_id)
             if running is not None:
                 yield self._stop(channel_id, "record refused")
+                # The stopping channel wrote its own final status over the
+                # refusal: say again why it no longer runs.
+                self._stores.status.update(
+                    channel_id, refusal_status(channel_id, self._refusals[channel_id])
+                )
             return
 
         if manual:
@@ -314,6 +321,7 @@ class ChannelCollection(LeaseCoordination, Service):
             if self.broken.get(channel_id) != str(error):
                 report_refused(channel_id, error, self._stores.status)
             self.broken[channel_id] = str(error)
+            self._refusals[channel_id] = error
             return None
         self.broken.pop(channel_id, None)
         return config

@@ -64,13 +64,17 @@ def report_refused(channel_id: str, error: ChannelConfigError, status: Any) -> N
         field=error.field,
         reason=error.reason,
     )
-    status.update(
-        channel_id,
-        {
-            "channel": channel_id,
-            "state": "broken",
-            "last_error": str(error),
-            "error_field": error.field,
-            "error_reason": error.reason,
-        },
-    )
+    status.update(channel_id, refusal_status(channel_id, error))
+
+
+def refusal_status(channel_id: str, error: ChannelConfigError | str) -> dict:
+    """The status hash fields of a channel whose record is refused."""
+    field = getattr(error, "field", "")
+    reason = getattr(error, "reason", str(error))
+    return {
+        "channel": channel_id,
+        "state": "broken",
+        "last_error": str(error),
+        "error_field": field,
+        "error_reason": reason,
+    }

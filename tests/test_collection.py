@@ -136,6 +136,33 @@ class LiveChangeTests(TestCase):
         self.assertEqual(int(length), 2)
 
 
+class RefusedChangeTests(TestCase):
+    """A running channel whose record turns bad stops, and says why."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_status_keeps_the_reason_after_the_stop(self):
+        server, redis = yield start_redis(self)
+        simulator, port = yield start_simulator(self, ["a0"])
+        (channel,) = channel_ids(1)
+        yield redis.set(keys.channel_info(channel), record(channel, "a0", port))
+        service = yield start_service(self, server, rescan_interval=60.0)
+        yield wait_for(lambda: simulator.logged_in("a0"))
+
+        yield redis.set(
+            keys.channel_info(channel), record(channel, "a0", port, gatewayPort=0)
+        )
+        yield service.collection.reload_channel(channel)
+        yield wait_for(lambda: service.collection.channel(channel) is None)
+        yield service.stores.writer.flush()
+
+        status = yield redis.hgetall(keys.status(channel))
+        self.assertEqual(status["state"], "broken")
+        self.assertEqual(status["error_field"], "gatewayPort")
+        self.assertIn("gatewayPort", status["last_error"])
+
+
 class ManualStopTests(TestCase):
     """An operator's stop survives a restart; a start brings the channel back."""
 
