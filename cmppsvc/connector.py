@@ -117,6 +117,7 @@ class ChannelConnector(ResendRules, Service):
         self._state = CLOSED
         self._last_error: dict | None = None
         self._last_flow_log = float("-inf")
+        self._last_late_log = float("-inf")
         self.late_responses = 0
         self.connections = [
             ConnectionSlot(self, index) for index in range(settings.connections)

@@ -98,11 +98,23 @@ class ResendRules:
         self._pump()
 
     def _late_response(self, seq: int, response: SubmitResp) -> None:
+        """A SUBMIT_RESP for no outstanding submit: late, or never asked for.
+
+        Logged as a warning at most once a second (a confused gateway can send
+        many), with how many came since the last line.
+        """
         self.late_responses += 1
-        self.log.debug(
-            "late SUBMIT_RESP channel={channel} seq={seq}",
-            channel=self.settings.channel_id,
-            seq=seq,
-        )
+        now = self.clock.seconds()
+        if now - self._last_late_log >= 1.0:
+            self._last_late_log = now
+            self.log.warn(
+                "SUBMIT_RESP for no outstanding submit (late, or a Sequence_Id "
+                "never sent) channel={channel} seq={seq} result={result} "
+                "total={total}",
+                channel=self.settings.channel_id,
+                seq=seq,
+                result=response.result,
+                total=self.late_responses,
+            )
         if self._on_late is not None:
             self._on_late(seq, response)

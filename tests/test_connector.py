@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from cmppsvc.codec import ConnectResp, Submit, SubmitResp, Terminate, TerminateResp
@@ -113,6 +114,19 @@ class SubmitFlowTests(ConnectorTestCase):
         self.endpoint.gateway.send(SubmitResp(msg_id=1, result=0, seq=sent.seq))
         self.assertEqual(self.late, [sent.seq])
         self.assertEqual(self.connector.status()["late_responses"], 1)
+
+    def test_answers_to_unsent_seqs_are_warned_about_once_a_second(self) -> None:
+        self.ready(heartbeat_interval=1000.0)
+        with capturedLogs() as warnings:
+            for seq in (999_999, 999_998, 999_997):
+                self.endpoint.gateway.send(SubmitResp(msg_id=1, result=0, seq=seq))
+            self.clock.advance(1.5)
+            self.endpoint.gateway.send(SubmitResp(msg_id=1, result=0, seq=999_996))
+
+        logged = [e for e in warnings if "no outstanding submit" in e["log_format"]]
+        self.assertEqual([e["seq"] for e in logged], [999_999, 999_996])
+        self.assertEqual(logged[-1]["total"], 4)
+        self.assertEqual(self.late, [999_999, 999_998, 999_997, 999_996])
 
 
 class ReconnectTests(ConnectorTestCase):
