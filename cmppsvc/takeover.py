@@ -124,6 +124,9 @@ class LeaseCoordination:
                 self._report_trouble(f"claiming entries of channel {channel_id}", error)
             return
         except Exception as error:
+            if not self.running:
+                # Stopping closes the reader's connection under the claim.
+                return
             self._report_trouble(f"claiming entries of channel {channel_id}", error)
             return
         if claimed:
