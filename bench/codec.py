@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from bench.common import cpu_model
 from cmppsvc.codec import (
     VERSION_20,
     VERSION_30,
@@ -25,18 +26,6 @@ from cmppsvc.codec import (
 POOL_SIZE = 512
 RUN_SECONDS = 0.3
 RUNS = 3
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def submits(count: int) -> list[Submit]:

@@ -34,6 +34,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater, react
 from twisted.python.failure import Failure
 
+from bench.common import cpu_model
 from cmppsvc.codec import Submit
 from cmppsvc.connector import ChannelConnector
 from cmppsvc.settings import ConnectionSettings
@@ -74,18 +75,6 @@ def largest_burst(times: list[float], span: float = WINDOW_SECONDS) -> int:
             start += 1
         largest = max(largest, end - start + 1)
     return largest
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, or the platform's guess."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def message() -> Submit:

@@ -6,7 +6,7 @@ load generator: precomputed frames, one ``struct`` header read per received PDU,
 DELIVER_RESPs batched. The generator does less work per message than the
 simulator, and both CPU times are printed, so the figure is the simulator's.
 
-    .venv/bin/python bench/simulator.py [--count 200000] [--seconds 20]
+    .venv/bin/python -m bench.simulator [--count 200000] [--seconds 20]
         [--version 20|30] [--window 4096] [--report-delay 0.1]
 
 Bounded in count and time; connects to 127.0.0.1 only.
@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.common import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = b"100002"
@@ -176,17 +178,6 @@ def blast(port: int, arguments: argparse.Namespace) -> dict[str, float]:
         "response_seconds": last_response - started,
         "report_seconds": last_report - started,
     }
-
-
-def cpu_model() -> str:
-    """The CPU model name, from /proc/cpuinfo when there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
