@@ -373,10 +373,13 @@ class MTReader:
             return None
 
         pending, live = [], []
+        some_full = False
         for channel in list(self._channels.values()):
             room = min(self.count, channel.capacity())
             if room > 0:
                 (live if channel.cursor == ">" else pending).append((channel, room))
+            else:
+                some_full = True
         if not pending and not live:
             return None
 
@@ -384,8 +387,11 @@ class MTReader:
         for channel, room in live:
             groups.setdefault(_power_of_two_floor(room), []).append(channel)
 
+        # A blocking read cannot be cut short when a full channel gets room
+        # again, so it is only issued when it covers every channel; otherwise
+        # the reader sweeps without blocking and waits where wake() reaches it.
         reads = [self._read(connection, [channel], room) for channel, room in pending]
-        if len(groups) == 1 and not pending:
+        if len(groups) == 1 and not pending and not some_full:
             ((room, channels),) = groups.items()
             reads.append(self._read(connection, channels, room, block=True))
         else:
@@ -398,6 +404,8 @@ class MTReader:
         )
         handled = sum(handled)
 
+        if handled == 0 and some_full:
+            return None
         if handled == 0 and live and (pending or len(groups) > 1):
             # the sweep found nothing: wait for new entries on every stream
             smallest = min(groups)

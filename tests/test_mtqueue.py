@@ -63,12 +63,12 @@ class MTReaderTests(unittest.TestCase):
         self.writer = WriteBehind(self.redis, reactor)
         self.addCleanup(self.writer.stop)
 
-    def reader(self, consumer="p1"):
+    def reader(self, consumer="p1", block_ms=100):
         def connect():
             d = reader_connection("127.0.0.1", self.server.port)
             return d.addCallback(fast_reconnect)
 
-        reader = MTReader(connect, self.writer, consumer, reactor, block_ms=100)
+        reader = MTReader(connect, self.writer, consumer, reactor, block_ms=block_ms)
         self.addCleanup(reader.stop)
         return reader
 
@@ -78,6 +78,26 @@ class MTReaderTests(unittest.TestCase):
             yield self.redis.execute_command(
                 "XADD", keys.mt_stream(channel_id), "*", "id", f"{n:03d}", "dest", "1"
             )
+
+    @defer.inlineCallbacks
+    def test_an_idle_channel_never_holds_up_a_full_one(self):
+        """A full channel that gets room again is read at once, not after a
+        blocking read on the idle channels' streams (block_ms is long here)."""
+        busy, idle = Channel(room=2), Channel(room=10)
+        yield self.produce("busy", 6)
+        reader = self.reader(block_ms=60_000)
+        reader.add_channel("busy", busy.deliver, busy.capacity)
+        reader.add_channel("idle", idle.deliver, idle.capacity)
+        reader.start()
+        yield wait_until(lambda: len(busy.entries) == 2)
+
+        # The busy channel is full; once a blocking read on the idle stream
+        # alone could be under way, room comes back and the reader is woken.
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        busy.room = 4
+        reader.wake()
+        yield wait_until(lambda: len(busy.entries) == 6)
+        self.assertEqual(idle.entries, [])
 
     @defer.inlineCallbacks
     def test_two_channels_capacity_respected(self):
