@@ -154,6 +154,7 @@ class ChannelService(Service):
             config.channel_id,
             self.outbound.entries_arrived,
             self._capacity,
+            reject=self._refuse_unreadable,
             pending_done=self._pending_entries_read,
         )
         self._set_state("running")
@@ -214,6 +215,23 @@ class ChannelService(Service):
                 channel=self.config.channel_id,
             )
         )
+
+    def _refuse_unreadable(self, entry_id: str, reason: str) -> None:
+        """An MT entry the reader could not take (not UTF-8, too large): a
+        `failed` event that says why, then the acknowledgement behind it."""
+        channel_id = self.config.channel_id
+        if self.outbound is not None:
+            self.outbound.counters["failed"] += 1
+        self._stores.events.emit(
+            {"type": "failed", "channel": channel_id, "id": entry_id, "reason": reason}
+        )
+        log.warn(
+            "message refused channel={channel} id={id} reason={reason}",
+            channel=channel_id,
+            id=entry_id,
+            reason=reason,
+        )
+        self._stores.mt_reader.ack(channel_id, [entry_id])
 
     def _capacity(self) -> int:
         connector = self.connector

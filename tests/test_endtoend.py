@@ -83,3 +83,31 @@ class EndToEndTests(TestCase):
             text = value.decode() if isinstance(value, bytes) else str(value)
             self.assertNotIn('"123"', text)
             self.assertNotEqual(text, PASSWORD)
+
+    @defer.inlineCallbacks
+    def test_unreadable_entries_are_refused_with_a_reason(self):
+        platform = yield start_platform(self)
+        channel = FIXTURE_CHANNELS[0]
+        yield wait_for(lambda: platform.simulator.logged_in())
+
+        yield send_mt(platform.redis, channel, to="13800000000", text=b"\xff\xfe")
+        yield send_mt(platform.redis, channel, to="13800000000", text="x" * 70_000)
+        yield send_mt(platform.redis, channel, to="13800000000", text="ok", id="good")
+
+        def outcomes():
+            def check(events):
+                failed = [e for e in events if e["type"] == "failed"]
+                good = [e for e in events if e["id"] == "good"]
+                return len(failed) == 2 and good and failed
+
+            return read_events(platform.redis).addCallback(check)
+
+        failed = yield wait_for(outcomes)
+        reasons = " ".join(event["reason"] for event in failed)
+        self.assertIn("UTF-8", reasons)
+        self.assertIn("larger than", reasons)
+        yield wait_for(
+            lambda: platform.redis.execute_command(
+                "XPENDING", keys.mt_stream(channel), keys.MT_GROUP
+            ).addCallback(lambda pending: pending[0] == 0)
+        )
