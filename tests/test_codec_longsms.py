@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from cmppsvc.codec import CodecError, Deliver
-from cmppsvc.codec.longsms import MessageTooLong, split_message
+from cmppsvc.codec.longsms import MessageTooLong, UnencodableText, split_message
 from cmppsvc.codec.reassembly import Reassembler
 from cmppsvc.codec.udh import concat_udh, find_concatenation, split_udh
 
@@ -115,6 +115,23 @@ class SplitTests(SynchronousTestCase):
             self.assertLessEqual(len(segment.content), 140)
             pieces.append(segment.content[header:].decode("utf-16-be"))
         self.assertEqual("".join(pieces), text)
+
+
+class UnencodableTextTests(SynchronousTestCase):
+    """A character the Msg_Fmt cannot carry is refused with a clear reason."""
+
+    def test_emoji_in_gbk_names_the_character_and_its_position(self):
+        with self.assertRaises(UnencodableText) as caught:
+            split_message("abc\U0001f600d", 15)
+        message = str(caught.exception)
+        self.assertIn("text:", message)
+        self.assertIn("position 3", message)
+        self.assertIn("GBK", message)
+
+    def test_chinese_in_ascii(self):
+        error = self.assertRaises(UnencodableText, split_message, "ab中", 0)
+        self.assertIn("position 2", str(error))
+        self.assertIsInstance(error, ValueError)
 
 
 class UdhTests(SynchronousTestCase):

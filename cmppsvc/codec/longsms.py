@@ -41,6 +41,34 @@ class MessageTooLong(ValueError):  # noqa: N818 (public name fixed by contract)
     """
 
 
+class UnencodableText(ValueError):
+    """The text holds a character its Msg_Fmt cannot carry (an emoji in GBK).
+
+    The message names the field, the first such character and its position in
+    the text.
+    """
+
+    _NAMES = {MSG_FMT_ASCII: "ASCII", MSG_FMT_GBK: "GBK", MSG_FMT_UCS2: "UCS2"}
+
+    def __init__(self, text: str, msg_fmt: int, error: UnicodeEncodeError) -> None:
+        # Encoding unit by unit reports a position within one character, so
+        # the position in the whole text is found again here.
+        position = next(
+            (
+                index
+                for index, character in enumerate(text)
+                if character == error.object
+            ),
+            error.start,
+        )
+        name = self._NAMES.get(msg_fmt, f"Msg_Fmt {msg_fmt}")
+        super().__init__(
+            f"text: character {error.object[error.start : error.end]!r} at position "
+            f"{position} cannot be sent as {name} (Msg_Fmt {msg_fmt}); "
+            "UCS2 (msgformat 8) carries every character"
+        )
+
+
 @attrs.define(slots=True, frozen=True)
 class Segment:
     """One SUBMIT's worth of a message: content (UDH included) and its Pk fields."""
@@ -65,7 +93,7 @@ def split_message(
     A text that fits one SMS gives one segment without UDH (TP_udhi 0, Pk 1/1).
     ``reference`` is the concatenation reference (masked to 8 or 16 bits); use a new
     one per long message to the same handset.  Raises MessageTooLong when the text has
-    more than ``words_max_len`` characters, and UnicodeEncodeError when it holds
+    more than ``words_max_len`` characters, and UnencodableText when it holds
     characters ``msg_fmt`` cannot carry.
     """
     if msg_fmt is None:
@@ -76,7 +104,10 @@ def split_message(
             f"{words_max_len} (wordsMaxlen)"
         )
 
-    units = _units(text, msg_fmt)
+    try:
+        units = _units(text, msg_fmt)
+    except UnicodeEncodeError as error:
+        raise UnencodableText(text, msg_fmt, error) from None
     single, per_segment = _capacity(msg_fmt, words_len, udh16)
     total_bytes = sum(len(unit) for unit in units)
     if total_bytes <= single:
