@@ -375,6 +375,9 @@ class MTReader:
         pending, live = [], []
         some_full = False
         for channel in list(self._channels.values()):
+            if not channel.group_ready:
+                # Added while the groups were being made: next round.
+                continue
             room = min(self.count, channel.capacity())
             if room > 0:
                 (live if channel.cursor == ">" else pending).append((channel, room))
