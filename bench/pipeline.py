@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections import deque
 from typing import Any
 
 import hiredis
@@ -62,35 +63,33 @@ CHUNK = 500
 
 class RawRedis(Protocol):
     """A minimal pipelining Redis client: commands encoded by hiredis, replies
-    parsed by hiredis, answered in order."""
+    parsed by hiredis, answered in order, one Deferred per ``send`` (the
+    benchmark runs in the service's process: its own work must stay small)."""
 
     def __init__(self) -> None:
         self._reader = hiredis.Reader(encoding="utf-8")
-        self._waiting: list[defer.Deferred] = []
-        self._next = 0
+        # Per send: [replies still expected, replies so far, Deferred].
+        self._waiting: deque[list] = deque()
 
     def dataReceived(self, data: bytes) -> None:
         self._reader.feed(data)
+        gets = self._reader.gets
         while True:
-            reply = self._reader.gets()
+            reply = gets()
             if reply is False:
                 return
-            waiter = self._waiting[self._next]
-            self._next += 1
-            if self._next > 4096:
-                del self._waiting[: self._next]
-                self._next = 0
-            waiter.callback(reply)
+            waiter = self._waiting[0]
+            waiter[1].append(reply)
+            if len(waiter[1]) == waiter[0]:
+                self._waiting.popleft()
+                waiter[2].callback(waiter[1])
 
     def send(self, commands: list[tuple]) -> defer.Deferred:
         """Write ``commands`` in one write; fires with the list of replies."""
-        waiters = []
-        for _ in commands:
-            waiter: defer.Deferred = defer.Deferred()
-            self._waiting.append(waiter)
-            waiters.append(waiter)
+        done: defer.Deferred = defer.Deferred()
+        self._waiting.append([len(commands), [], done])
         self.transport.write(b"".join(hiredis.pack_command(c) for c in commands))
-        return defer.gatherResults(waiters)
+        return done
 
     def call(self, *command: Any) -> defer.Deferred:
         """One command; fires with its reply."""
@@ -137,6 +136,8 @@ class Events:
         self.submits: dict[str, int] = {}
         self.reports: dict[str, int] = {}
         self.refused: set[str] = set()
+        # Ids with a report or a refusal since ``wait_for`` last looked.
+        self.arrived: list[str] = []
 
     @defer.inlineCallbacks
     def read(self):
@@ -155,8 +156,10 @@ class Events:
                     self.submits[fields["id"]] = millis(stream_id)
                     if fields.get("result") != "0":
                         self.refused.add(fields["id"])
+                        self.arrived.append(fields["id"])
                 elif kind == "report":
                     self.reports[fields["id"]] = millis(stream_id)
+                    self.arrived.append(fields["id"])
                 self.last = stream_id
             if len(entries) < 20_000:
                 return
@@ -167,11 +170,8 @@ class Events:
         missing = set(ids)
         while True:
             yield self.read()
-            missing = {
-                key
-                for key in missing
-                if key not in self.reports and key not in self.refused
-            }
+            arrived, self.arrived = self.arrived, []
+            missing.difference_update(arrived)
             if not missing or time.monotonic() > deadline:
                 return len(missing)
             yield task.deferLater(clock, 0.05, lambda: None)
@@ -233,31 +233,39 @@ def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
     count, rate = arguments.paced_count, arguments.paced_rate
     deadline = time.monotonic() + arguments.seconds
     ids: dict[str, int] = {}
-    pending: list[defer.Deferred] = []
+    # Replies still to come, and what fires when the last one is in: no
+    # Deferred kept per entry (objects surviving here would lengthen the
+    # service's garbage collections, in the same process).
+    outstanding = 0
+    all_added: defer.Deferred = defer.Deferred()
     base = arguments.count
     sent = 0
     started = time.monotonic()
 
+    def added(stream_id: str, key: str) -> None:
+        nonlocal outstanding
+        ids[key] = millis(stream_id)
+        outstanding -= 1
+        if outstanding == 0 and not loop.running:
+            all_added.callback(None)
+
     def tick() -> None:
-        nonlocal sent
+        nonlocal sent, outstanding
         due = min(count, int((time.monotonic() - started) * rate) + 1)
         while sent < due:
             index = base + sent
             sent += 1
-            pending.append(
-                redis.call(*xadd(index)).addCallback(
-                    lambda stream_id, key=f"m{index}": ids.__setitem__(
-                        key, millis(stream_id)
-                    )
-                )
-            )
+            outstanding += 1
+            redis.call(*xadd(index)).addCallback(added, f"m{index}")
         if sent >= count or time.monotonic() > deadline:
             loop.stop()
+            if outstanding == 0:
+                all_added.callback(None)
 
     loop = task.LoopingCall(tick)
     loop.clock = reactor
     yield loop.start(0.001)
-    yield defer.gatherResults(pending)
+    yield all_added
     missing = yield events.wait_for(ids, reactor, deadline + 5)
 
     to_submit = [events.submits[k] - ids[k] for k in ids if k in events.submits]

@@ -18,14 +18,16 @@ class EventWriter:
     def __init__(self, writer: WriteBehind, maxlen: int = MAXLEN):
         self.writer = writer
         self.maxlen = maxlen
-        self._head = ("XADD", keys.EVENTS, "MAXLEN", "~", maxlen, "*")
+        #: The XADD arguments before the fields: a caller building an
+        #: event's command itself appends field, value, ... to it.
+        self.head = ("XADD", keys.EVENTS, "MAXLEN", "~", maxlen, "*")
 
     def command(self, fields: dict) -> tuple:
         """The XADD of one event, for a caller that queues it together with
         the writes it goes with. Raises ``ValueError`` for an empty event."""
         if not fields:
             raise ValueError("an event needs at least one field")
-        arguments = list(self._head)
+        arguments = list(self.head)
         for item in fields.items():
             arguments += item
         return tuple(arguments)

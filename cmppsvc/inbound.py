@@ -60,12 +60,12 @@ class InboundFlow:
 
     def _report_received(self, deliver: Deliver) -> None:
         received_at = self._clock.seconds()
-        matching = self._msgindex.report(deliver.report.msg_id)
-        matching.addCallbacks(
+        self._msgindex.report_with_callbacks(
+            deliver.report.msg_id,
             self._matched,
             self._lookup_failed,
-            callbackArgs=(deliver, received_at),
-            errbackArgs=(deliver,),
+            deliver,
+            received_at,
         )
 
     def _matched(
@@ -122,24 +122,28 @@ class InboundFlow:
         report = deliver.report
         self.counters["reports"] += 1
         entry = entry or {}
-        self._events.emit(
-            {
-                "type": "report",
-                "channel": self._channel_id,
-                "id": entry.get("id", ""),
-                "msg_id": msg_id_text(report.msg_id),
-                "stat": report.stat,
-                "reason": str(report_stat(report.stat)),
-                "delivered": 1 if report.stat == "DELIVRD" else 0,
-                "to": report.dest_terminal_id,
-                "latency_ms": latency_ms,
-                "segment": entry.get("segment", ""),
-                "segments": entry.get("segments", ""),
-                "matched": 1 if entry else 0,
-            }
-        )
+        stat = report.stat
+        events = self._events
+        # Built as the XADD's arguments directly: this runs for every report.
+        events.writer.queue(
+            *events.head,
+            "type", "report",
+            "channel", self._channel_id,
+            "id", entry.get("id", ""),
+            "msg_id", msg_id_text(report.msg_id),
+            "stat", stat,
+            "reason", str(report_stat(stat)),
+            "delivered", 1 if stat == "DELIVRD" else 0,
+            "to", report.dest_terminal_id,
+            "latency_ms", latency_ms,
+            "segment", entry.get("segment", ""),
+            "segments", entry.get("segments", ""),
+            "matched", 1 if entry else 0,
+        )  # fmt: skip
 
-    def _lookup_failed(self, failure: Failure, deliver: Deliver) -> None:
+    def _lookup_failed(
+        self, failure: Failure, deliver: Deliver, _received_at: float
+    ) -> None:
         # The report was already answered; without Redis it cannot be matched
         # now, so it is written unmatched rather than dropped.
         log.failure(

@@ -32,7 +32,7 @@ before a restart is still matched.
 """
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -129,6 +129,11 @@ def _text(value) -> str:
     return str(value)
 
 
+def _known_entry(known: tuple) -> dict:
+    """{field: text} of an entry remembered by ``MsgIdIndex._remember``."""
+    return dict(zip(known[2::2], known[3::2], strict=True))
+
+
 def _entry(items: Iterable, msg_id: int, log: Logger) -> dict | None:
     """{field: text} of an entry read back, without the report count; None
     when nothing but the count is there."""
@@ -172,9 +177,9 @@ class MsgIdIndex:
         self.report_retry_delays = report_retry_delays
         self.recent_limit = recent
 
-        # msg_id -> [write-behind serial (0: not queued yet), clock time,
-        # entry as {field: text}] for entries this process indexed, oldest
-        # first.
+        # msg_id -> (write-behind serial (0: not queued yet), clock time,
+        # name, text, name, text, ...) for entries this process indexed,
+        # oldest first.
         self._recent: OrderedDict = OrderedDict()
         # Reports to match in the next script run: (msg_id, attempt, Deferred).
         self._reports: list = []
@@ -183,28 +188,46 @@ class MsgIdIndex:
 
     def put(self, msg_id: int, entry: dict) -> None:
         """Index ``msg_id`` (written behind); values str, int or float."""
-        commands = self.put_commands(msg_id, entry)
-        self._recent[msg_id][0] = self.writer.queue_together(*commands)
+        commands = self._commands(msg_id, entry)
+        self._remember(msg_id, self.writer.queue_together(*commands), commands[0])
 
     def put_commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
         """The commands indexing ``msg_id``, for a caller that queues them
         together with the writes they go with; the entry is kept in memory
         from now on, for reports that come back to this process."""
+        commands = self._commands(msg_id, entry)
+        self._remember(msg_id, 0, commands[0])
+        return commands
+
+    def queued(self, msg_id: int, serial: int) -> None:
+        """Note the write-behind serial of an entry whose ``put_commands``
+        the caller has queued: once written, its reports are counted without
+        the TTL check."""
+        known = self._recent.get(msg_id)
+        if known is not None and known[0] == 0:
+            self._recent[msg_id] = (serial, *known[1:])
+
+    def _commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
         key = keys.msgid(str(msg_id))
         arguments = ["HSET", key]
-        texts = {}
-        for name, value in entry.items():
-            arguments.append(name)
-            arguments.append(value)
-            texts[name] = value if value.__class__ is str else _text(value)
+        for item in entry.items():
+            arguments += item
+        return tuple(arguments), ("PEXPIRE", key, self.ttl_ms)
 
+    def _remember(self, msg_id: int, serial: int, hset: tuple) -> None:
+        # A tuple of (serial, time, name, text, name, text, ...): holding no
+        # container, the collector stops tracking it after its first pass, so
+        # a hundred thousand remembered entries do not lengthen every full
+        # collection (a list or dict per entry did: pauses of tens of ms).
+        texts = [value if value.__class__ is str else _text(value) for value in hset]
+        texts[0] = serial
+        texts[1] = self.clock.seconds()
         recent = self._recent
         if msg_id in recent:
             del recent[msg_id]
-        recent[msg_id] = [0, self.clock.seconds(), texts]
+        recent[msg_id] = tuple(texts)
         if len(recent) > self.recent_limit:
             recent.popitem(last=False)
-        return tuple(arguments), ("PEXPIRE", key, self.ttl_ms)
 
     # -- reports ----------------------------------------------------------------
 
@@ -213,10 +236,22 @@ class MsgIdIndex:
         entry is {field: text} or None (unmatched, not counted) and first is
         False for a duplicate. Batched with every report of the reactor turn."""
         d = defer.Deferred()
-        self._reports.append((msg_id, 0, d))
+        self.report_with_callbacks(msg_id, d.callback, d.errback)
+        return d
+
+    def report_with_callbacks(
+        self,
+        msg_id: int,
+        matched: Callable[..., object],
+        failed: Callable[..., object],
+        *arguments,
+    ) -> None:
+        """``report`` without a Deferred, for the hot path: later, exactly one
+        of ``matched((entry, first), *arguments)`` or ``failed(failure,
+        *arguments)`` is called."""
+        self._reports.append((msg_id, 0, (matched, failed, arguments)))
         if self._report_call is None:
             self._report_call = self.clock.callLater(0, self._match_reports)
-        return d
 
     def _match_reports(self) -> None:
         self._report_call = None
@@ -257,27 +292,36 @@ class MsgIdIndex:
         ):
             count = int(reply[0])
             if count == 0:
-                self._not_found(msg_id, attempt, d)
+                self._answer(self._not_found, msg_id, attempt, d)
                 continue
             if flag != "0":
                 known = recent.get(msg_id)
-                entry = dict(known[2]) if known is not None else {}
+                entry = _known_entry(known) if known is not None else {}
             else:
                 flat = reply[1:]
                 entry = (
                     _entry(zip(flat[0::2], flat[1::2], strict=False), msg_id, self.log)
                     or {}
                 )
-            d.callback((entry, count == 1))
+            self._answer(d[0], (entry, count == 1), *d[2])
 
     def _match_failed(self, failure, reports: list) -> None:
-        for _msg_id, _attempt, d in reports:
-            d.errback(failure)
+        for _msg_id, _attempt, (_matched, failed, arguments) in reports:
+            self._answer(failed, failure, *arguments)
+
+    def _answer(self, callback, *arguments) -> None:
+        # One caller's exception must not cost the other reports of the batch
+        # their answer.
+        try:
+            callback(*arguments)
+        except Exception:
+            self.log.failure("report callback failed")
 
     def _not_found(self, msg_id: int, attempt: int, d: defer.Deferred) -> None:
         delays = self.report_retry_delays
         if attempt >= len(delays) or self._retrying >= MAX_RETRYING:
-            d.callback((None, True))
+            matched, _failed, arguments = d
+            matched((None, True), *arguments)
             return
         self._retrying += 1
         self.clock.callLater(delays[attempt], self._retry, msg_id, attempt + 1, d)
@@ -300,7 +344,7 @@ class MsgIdIndex:
         while True:
             known = self._recent.get(msg_id)
             if known is not None:
-                return dict(known[2])
+                return _known_entry(known)
 
             entry = yield self._read(msg_id)
             if entry is not None:

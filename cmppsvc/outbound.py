@@ -318,49 +318,70 @@ class OutboundFlow:
     def _answered(
         self, outcome: SubmitOutcome, pending: _PendingMessage, part: _Part, record
     ) -> None:
-        latency_ms = round((outcome.answered_at - outcome.sent_at) * 1000.0, 3)
+        # The hot path: the event's XADD is built as one tuple (no dict), and
+        # the Msg_Id index entry, the event and the done mark (or the
+        # completion) go out as ONE write-behind item.
+        sent_at, answered_at = outcome.sent_at, outcome.answered_at
+        latency_ms = round((answered_at - sent_at) * 1000.0, 3)
         self._latency.record(latency_ms)
-        text_id = msg_id_text(outcome.msg_id)
+        msg_id = outcome.msg_id
+        text_id = msg_id_text(msg_id)
+        channel_id = self._config.channel_id
+        message_id = record["id"]
+        pdu = part.pdu
+        segment, segments = pdu.pk_number, pdu.pk_total
 
-        if outcome.result == 0:
+        commands: list[tuple] = []
+        accepted = outcome.result == 0
+        if accepted:
             self.counters["accepted"] += 1
-            self._msgindex.put(
-                outcome.msg_id,
+            commands += self._msgindex.put_commands(
+                msg_id,
                 {
-                    "id": record["id"],
-                    "channel": self._config.channel_id,
+                    "id": message_id,
+                    "channel": channel_id,
                     "to": part.destination,
-                    "segment": part.pdu.pk_number,
-                    "segments": part.pdu.pk_total,
-                    "submitted": outcome.sent_at,
-                    "answered": outcome.answered_at,
+                    "segment": segment,
+                    "segments": segments,
+                    "submitted": sent_at,
+                    "answered": answered_at,
                 },
             )
         else:
             self.counters["rejected"] += 1
 
-        event = self._event(
-            part,
-            record,
-            seq=outcome.seq,
-            msg_id=text_id,
-            result=outcome.result,
-            reason=outcome.reason,
-            outcome="ok" if outcome.result == 0 else "rejected",
-            latency_ms=latency_ms,
-        )
+        event = (
+            *self._events.head,
+            "type", "submit",
+            "channel", channel_id,
+            "id", message_id,
+            "to", part.destination,
+            "seq", outcome.seq,
+            "msg_id", text_id,
+            "result", outcome.result,
+            "reason", outcome.reason,
+            "outcome", "ok" if accepted else "rejected",
+            "latency_ms", latency_ms,
+            "segment", segment,
+            "segments", segments,
+        )  # fmt: skip
+        if part.resend:
+            event += ("resend", 1)
+        commands.append(event)
         if self._log_each:
             log.info(
                 "submit answered channel={channel} seq={seq} msgId={msgId} "
                 "result={result} subRsptime={subRsptime}",
-                channel=self._config.channel_id,
+                channel=channel_id,
                 seq=outcome.seq,
                 msgId=text_id,
                 result=outcome.result,
                 subRsptime=latency_ms,
                 latency_ms=latency_ms,
             )
-        self._part_done(pending, part, event)
+        serial = self._finish_part(pending, part, commands)
+        if accepted:
+            self._msgindex.queued(msg_id, serial)
 
     def _failed(
         self, error: Exception, pending: _PendingMessage, part: _Part, record
@@ -422,16 +443,25 @@ class OutboundFlow:
         self._part_done(pending, part, event)
 
     def _part_done(self, pending: _PendingMessage, part: _Part, event: dict) -> None:
+        self._finish_part(pending, part, [event_command(self._events, event)])
+
+    def _finish_part(
+        self, pending: _PendingMessage, part: _Part, commands: list[tuple]
+    ) -> int:
+        """Queue the part's outcome ``commands`` with its done mark (or, for
+        the entry's last part, the deletion of its records and the XACK) as
+        one item; returns the item's serial."""
         self._parts_finished(1)
         pending.parts_left -= 1
-        command = event_command(self._events, event)
         if pending.parts_left == 0:
-            queue_together(self._writer, command, *self._completion(pending))
+            commands += self._completion(pending)
         else:
-            done = self._inflight.done_command(
-                pending.message.entry_id, part.index, pending.parts
+            commands.append(
+                self._inflight.done_command(
+                    pending.message.entry_id, part.index, pending.parts
+                )
             )
-            queue_together(self._writer, command, done)
+        return queue_together(self._writer, *commands)
 
     def _completion(self, pending: _PendingMessage) -> tuple[tuple, tuple]:
         entry_id = pending.message.entry_id

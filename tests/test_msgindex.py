@@ -171,3 +171,59 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
         index.report(1)
         clock.advance(0)
         self.assertEqual(flags, ["1", "0"], "past half its TTL: read from Redis")
+
+
+class HotPathTests(unittest.TestCase):
+    """The callback API and the entries queued by the caller."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.server, self.redis = yield start_redis(self, persistent=False)
+        self.writer = WriteBehind(self.redis, reactor, interval=60)
+        self.addCleanup(self.writer.stop)
+        self.index = MsgIdIndex(self.writer, self.redis, reactor, ttl=3600)
+
+    @defer.inlineCallbacks
+    def test_queued_by_the_caller_then_matched_with_callbacks(self):
+        serial = self.writer.queue_together(*self.index.put_commands(MSG_ID, ENTRY))
+        self.index.queued(MSG_ID, serial)
+        yield self.writer.flush()
+
+        answers = []
+        done = defer.Deferred()
+
+        def matched(result, tag):
+            answers.append((result, tag))
+            if len(answers) == 2:
+                done.callback(None)
+
+        self.index.report_with_callbacks(MSG_ID, matched, done.errback, "first")
+        self.index.report_with_callbacks(MSG_ID, matched, done.errback, "again")
+        yield done
+        self.assertEqual(
+            answers, [((TEXT_ENTRY, True), "first"), ((TEXT_ENTRY, False), "again")]
+        )
+        ttl = yield self.redis.execute_command("PTTL", keys.msgid(str(MSG_ID)))
+        self.assertTrue(0 < ttl <= 3600 * 1000)
+
+    @defer.inlineCallbacks
+    def test_a_failing_callback_does_not_cost_the_others_their_answer(self):
+        self.index.put(MSG_ID, ENTRY)
+        self.index.put(MSG_ID + 1, ENTRY)
+        answers = []
+
+        def explode(result):
+            raise RuntimeError("boom")
+
+        done = defer.Deferred()
+        self.index.report_with_callbacks(MSG_ID, explode, done.errback)
+        self.index.report_with_callbacks(
+            MSG_ID + 1,
+            lambda result: done.callback(answers.append(result)),
+            done.errback,
+        )
+        yield done
+        self.assertEqual(answers, [(TEXT_ENTRY, True)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

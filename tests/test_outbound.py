@@ -85,6 +85,14 @@ class FakeIndex:
     def put(self, msg_id: int, entry: dict) -> None:
         self.entries[msg_id] = entry
 
+    def put_commands(self, msg_id: int, entry: dict) -> tuple:
+        # In memory only: nothing to queue with the outcome.
+        self.entries[msg_id] = entry
+        return ()
+
+    def queued(self, msg_id: int, serial: int) -> None:
+        pass
+
 
 def _config():
     key, raw = fixture_records()[0]
