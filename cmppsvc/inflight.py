@@ -8,8 +8,18 @@ times segments plus segment index, from 0). A field goes through three states:
    confirmed by Redis **before** the part is handed to the connector, so a
    part without a field was certainly never sent;
 2. *sent*: the same plus ``"seq"`` and ``"submitted"`` (clock seconds), written
-   behind each time the connector gives the part a Sequence_Id (before its
-   bytes go out, so the record always names the latest Sequence_Id);
+   behind each time the connector gives the part a Sequence_Id, for a part
+   still unanswered ``SENT_DELAY`` seconds later (a newer Sequence_Id
+   replaces a record not written yet). It is informative only: recovery
+   treats an intended and a sent record alike (in flight, restart policy);
+   the Sequence_Id only goes into a recovered ``unknown`` event. So when the
+   part's outcome comes before its sent record is written (the usual case),
+   the record is dropped (``drop_sent``) instead of written, just before the
+   outcome item is queued. Order is safe: a sent record is queued either
+   before that item (then ahead of it in the one ordered queue, or dropped
+   from it while not yet taken) or never, so it can never overwrite a done
+   mark or re-create a deleted field; a crash before the outcome item is
+   written leaves the field intended, which a restart resolves the same way;
 3. *done*: ``{"done": 1, "parts": N}``, written in ONE write-behind item with
    the part's outcome event, so a done mark exists exactly when the event does.
 
@@ -28,6 +38,7 @@ no batch boundary falls between them.
 from __future__ import annotations
 
 import json
+from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -41,6 +52,13 @@ MAX_RECORD_LENGTH = 64 * 1024
 #: Most fields read back from one channel's hash after a restart. The hash holds
 #: a few window's worth of parts; far more means damage, not work to resume.
 MAX_FIELDS = 1_000_000
+
+#: Seconds a sent record waits before it is queued for writing. Most parts
+#: are answered sooner; their sent record is then never written (see the
+#: module docstring). Only a crash within this time after a send leaves the
+#: field *intended* rather than *sent*: still in flight for recovery, its
+#: recovered event just lacks the Sequence_Id.
+SENT_DELAY = 1.0
 
 #: Value of a done mark (the ``parts`` count is added).
 DONE = "done"
@@ -81,11 +99,29 @@ class InFlightStore:
 
     log = Logger()
 
-    def __init__(self, writer: WriteBehind, redis, channel_id: str):
+    def __init__(
+        self,
+        writer: WriteBehind,
+        redis,
+        channel_id: str,
+        sent_delay: float = SENT_DELAY,
+    ):
         self.writer = writer
         self.redis = redis
         self.channel_id = channel_id
         self.key = keys.inflight(channel_id)
+        # Sent records not written yet: field -> JSON text while waiting for
+        # sent_delay, or the write-behind serial once queued. Without a clock
+        # (or a delay) they are queued at once and only ``cancel`` can drop
+        # them.
+        clock = getattr(writer, "clock", None)
+        self._clock = clock if sent_delay > 0 else None
+        self._sent_delay = sent_delay
+        self._sent: dict[str, str | int] = {}
+        self._sent_order: deque[tuple[float, str, str]] = deque()
+        self._sent_timer = None
+        if self._clock is not None and hasattr(writer, "add_on_close"):
+            writer.add_on_close(self._cancel_sent_timer)
 
     def intend(self, entry_id: str, records: dict[int, dict]) -> defer.Deferred:
         """Record parts about to be sent (one HSET); fires once Redis has them."""
@@ -105,13 +141,81 @@ class InFlightStore:
         return self.writer.when_written(self.writer.queue(*arguments))
 
     def sent(self, entry_id: str, part: int, record: dict) -> None:
-        """Record the part's latest Sequence_Id and send time (written behind)."""
-        self.writer.queue("HSET", self.key, part_field(entry_id, part), _dump(record))
+        """Record the part's latest Sequence_Id and send time (written behind,
+        after ``sent_delay``: see ``sent_text``)."""
+        self.sent_text(entry_id, part, _dump(record))
 
     def sent_text(self, entry_id: str, part: int, record_text: str) -> None:
         """Like ``sent`` with the record already as JSON text (the hot path
-        appends the Sequence_Id and time to the intended record's text)."""
-        self.writer.queue("HSET", self.key, f"{entry_id}/{part}", record_text)
+        appends the Sequence_Id and time to the intended record's text).
+
+        The write waits ``sent_delay`` seconds in this store, then goes to
+        the write-behind queue; ``drop_sent`` before then (the part's answer
+        came) means it is never written. A newer record of the same part
+        replaces a waiting one."""
+        field = f"{entry_id}/{part}"
+        waiting = self._sent.get(field)
+        if waiting.__class__ is int:
+            self.writer.cancel(waiting)
+        if self._clock is None:
+            self._sent[field] = self.writer.queue("HSET", self.key, field, record_text)
+            return
+        self._sent[field] = record_text
+        self._sent_order.append(
+            (self._clock.seconds() + self._sent_delay, field, record_text)
+        )
+        if self._sent_timer is None:
+            self._sent_timer = self._clock.callLater(
+                self._sent_delay, self._write_due_sent
+            )
+
+    def drop_sent(self, entry_id: str, part: int) -> None:
+        """Forget the part's sent record if it is not written yet (still
+        waiting here, or queued and not taken into a batch). Call it only
+        just before queueing what supersedes it in the same ordered queue
+        (the done mark or the deletion of the field): the field then stays
+        *intended* until that later item is written, which recovery treats
+        exactly like *sent* (in flight, resolved by the policy)."""
+        waiting = self._sent.pop(f"{entry_id}/{part}", None)
+        if waiting.__class__ is int:
+            self.writer.cancel(waiting)
+
+    def write_sent(self, entry_id: str, part: int) -> None:
+        """Queue the part's waiting sent record now (it stays in flight past
+        a stop: the next start's recovered event then names its
+        Sequence_Id)."""
+        field = f"{entry_id}/{part}"
+        waiting = self._sent.pop(field, None)
+        if waiting.__class__ is str:
+            self.writer.queue("HSET", self.key, field, waiting)
+
+    def write_all_sent(self) -> None:
+        """Queue every waiting sent record now and stop the timer."""
+        self._cancel_sent_timer()
+        self._sent_order.clear()
+        sent, self._sent = self._sent, {}
+        for field, waiting in sent.items():
+            if waiting.__class__ is str:
+                self.writer.queue("HSET", self.key, field, waiting)
+
+    def _write_due_sent(self) -> None:
+        self._sent_timer = None
+        now = self._clock.seconds()
+        order = self._sent_order
+        sent = self._sent
+        while order and order[0][0] <= now:
+            _due, field, text = order.popleft()
+            if sent.get(field) is text:
+                sent[field] = self.writer.queue("HSET", self.key, field, text)
+        if order:
+            self._sent_timer = self._clock.callLater(
+                max(0.0, order[0][0] - now), self._write_due_sent
+            )
+
+    def _cancel_sent_timer(self) -> None:
+        timer, self._sent_timer = self._sent_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def done_command(self, entry_id: str, part: int, parts: int) -> tuple:
         """The command marking a part done; queue it together with its event."""
@@ -135,6 +239,7 @@ class InFlightStore:
         Waits for the write-behind queue first, so it sees this process's own
         writes. Fields and values that are not valid are logged and skipped.
         """
+        self.write_all_sent()
         yield self.writer.flush()
         length = yield self.redis.execute_command("HLEN", self.key)
         if int(length or 0) > MAX_FIELDS:
@@ -162,6 +267,12 @@ class InFlightStore:
 
     def clear(self) -> defer.Deferred:
         """Delete every record of the channel (after the queue is written)."""
+        for waiting in self._sent.values():
+            if waiting.__class__ is int:
+                self.writer.cancel(waiting)
+        self._sent.clear()
+        self._sent_order.clear()
+        self._cancel_sent_timer()
         self.writer.queue("DEL", self.key)
         return self.writer.flush()
 

@@ -388,10 +388,15 @@ class OutboundFlow:
     ) -> None:
         if isinstance(error, ChannelStopped):
             # Never sent (or refused with flow control): safe to send later.
+            # Its field is deleted right after: a sent record still queued
+            # is useless.
+            self._drop_sent(pending, part)
             self._abandon(pending, [part.index], True)
             return
         if isinstance(error, SubmitUnknown) and self._stopping:
-            # In flight at the stop: the restart policy resolves it.
+            # In flight at the stop: the restart policy resolves it (its
+            # sent record names the Sequence_Id in a recovered event).
+            self._inflight.write_sent(pending.message.entry_id, part.index)
             self._abandon(pending, [part.index], False)
             return
         if not isinstance(error, SubmitFailed):
@@ -452,6 +457,7 @@ class OutboundFlow:
         the entry's last part, the deletion of its records and the XACK) as
         one item; returns the item's serial."""
         self._parts_finished(1)
+        self._drop_sent(pending, part)
         pending.parts_left -= 1
         if pending.parts_left == 0:
             commands += self._completion(pending)
@@ -462,6 +468,15 @@ class OutboundFlow:
                 )
             )
         return queue_together(self._writer, *commands)
+
+    def _drop_sent(self, pending: _PendingMessage, part: _Part) -> None:
+        """The part's field is about to be overwritten by its done mark or
+        deleted, in an item queued now: a sent record not written yet need
+        not be written at all. Should the process die before the later item
+        is written, the field is then *intended* instead of *sent*, which
+        recovery resolves the same way (in flight, restart policy); only the
+        recovered event lacks the Sequence_Id."""
+        self._inflight.drop_sent(pending.message.entry_id, part.index)
 
     def _completion(self, pending: _PendingMessage) -> tuple[tuple, tuple]:
         entry_id = pending.message.entry_id

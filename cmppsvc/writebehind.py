@@ -73,6 +73,10 @@ _BATCH_HEADER = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (
 )
 
 
+# What a cancelled item is replaced by: no command, so serials stay in place.
+_CANCELLED = (b"", 0)
+
+
 class WriteBehindFull(RuntimeError):  # noqa: N818 (reads as a state)
     """The write-behind queue reached its limit (Redis away or too slow)."""
 
@@ -114,6 +118,30 @@ def _plain(value):
     if isinstance(value, str | bytes | float):
         return value
     raise TypeError(f"cannot send {type(value).__name__} to Redis")
+
+
+def _command_names(encoded: bytes) -> list[bytes]:
+    """The name of each command in encoded batch commands (``encode_command``
+    output joined): the Lua script's command positions count commands, not
+    queue items (an item may hold several, a cancelled one none)."""
+    names = []
+    position = 0
+    end = len(encoded)
+
+    def bulk():
+        nonlocal position
+        line_end = encoded.index(b"\r\n", position)
+        size = int(encoded[position + 1 : line_end])
+        start = line_end + 2
+        position = start + size + 2
+        return encoded[start : start + size]
+
+    while position < end:
+        count = int(bulk())
+        names.append(bulk())
+        for _ in range(count - 1):
+            bulk()
+    return names
 
 
 def connection_of(redis) -> defer.Deferred:
@@ -177,6 +205,7 @@ class WriteBehind:
         self._collecting = False
         self._before_send = []
         self._after_write = []
+        self._on_close = []
         self._sending = None
         self._closed = False
 
@@ -229,6 +258,23 @@ class WriteBehind:
         self._schedule()
         return self._queued
 
+    def cancel(self, serial: int) -> bool:
+        """Drop the item ``serial`` if it is still waiting in the queue (not
+        taken into a batch): it will never be written. Returns True when it
+        was dropped, False when it is on the wire, written, already dropped
+        or unknown. Serials of the other items do not change, and the dropped
+        one still counts as written once the batch it would have been in is.
+
+        For a store whose later item makes an earlier one useless: the later
+        item is queued after it, so it cannot be written before it anyway.
+        """
+        queue = self._queue
+        index = serial - (self._queued - len(queue) + 1)
+        if index < 0 or serial > self._queued or queue[index] is _CANCELLED:
+            return False
+        queue[index] = _CANCELLED
+        return True
+
     def when_written(self, serial: int) -> defer.Deferred:
         """Fires once the item with ``serial`` (from ``queue``) is written.
 
@@ -250,6 +296,11 @@ class WriteBehind:
         """Call ``callback(written)`` after each batch Redis took, with the
         serial of its last command."""
         self._after_write.append(callback)
+
+    def add_on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when ``close`` is called, so a store can cancel
+        its own timers."""
+        self._on_close.append(callback)
 
     def request_send(self) -> None:
         """Ask for a batch within ``interval`` even if nothing is queued yet
@@ -284,6 +335,8 @@ class WriteBehind:
         lost with the process; for a stop that cannot wait for Redis."""
         self._closed = True
         self._cancel_timers()
+        for callback in self._on_close:
+            callback()
         sending, self._sending = self._sending, None
         if sending is not None:
             sending.cancel()
@@ -397,10 +450,13 @@ class WriteBehind:
     def _report_failed_commands(self, failed):
         # failed is [index, error, index, error, ...]; a command Redis refused
         # is a bug or bad data, retrying would fail the same way.
-        batch_parts = self._batch[0]
-        for position in range(0, len(failed or ()), 2):
+        if not failed:
+            return
+        names = _command_names(b"".join(self._batch[0]))
+        for position in range(0, len(failed), 2):
             index, error = failed[position], failed[position + 1]
-            name = batch_parts[int(index) - 1].split(b"\r\n")[3][:32]
+            index = int(index) - 1
+            name = names[index][:32] if 0 <= index < len(names) else b"?"
             self.log.error(
                 "Redis refused a written-behind command command={command} "
                 "error={error}",

@@ -46,6 +46,31 @@ class InFlightStoreTests(unittest.TestCase):
         self.assertEqual(loaded, {})
 
     @defer.inlineCallbacks
+    def test_sent_record_waits_and_is_dropped_or_replaced(self):
+        clock = Clock()
+        writer = WriteBehind(self.redis, clock)
+        store = InFlightStore(writer, self.redis, "c2", sent_delay=1.0)
+        intended = store.intend("1-0", {0: RECORD, 1: RECORD})
+        clock.advance(0)
+        yield intended
+        store.sent("1-0", 0, dict(RECORD, seq=7))
+        store.sent("1-0", 0, dict(RECORD, seq=8))  # replaces the waiting one
+        store.sent("1-0", 1, dict(RECORD, seq=9))
+        store.drop_sent("1-0", 1)  # its outcome came
+        self.assertEqual(writer.backlog, 0, "nothing queued yet")
+        clock.advance(1.0)
+        self.assertEqual(writer.backlog, 1, "one HSET, for part 0")
+        written = writer.when_written(writer.written + 1)
+        clock.advance(0)
+        yield written
+        flat = yield self.redis.execute_command("HGETALL", keys.inflight("c2"))
+        records = dict(zip(flat[0::2], flat[1::2], strict=True))
+        self.assertIn('"seq":8', records["1-0/0"])
+        self.assertNotIn("seq", records["1-0/1"])
+        writer.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
     def test_forget_parts(self):
         yield self.store.intend("1-0", {0: RECORD, 1: RECORD})
         self.store.forget_parts("1-0", [1])

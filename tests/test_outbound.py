@@ -14,7 +14,7 @@ from cmppsvc import keys
 from cmppsvc.config import parse_channel_record
 from cmppsvc.connector import ChannelStopped, SubmitOutcome, SubmitUnknown
 from cmppsvc.events import EventWriter
-from cmppsvc.inflight import InFlightStore, part_field
+from cmppsvc.inflight import SENT_DELAY, InFlightStore, part_field
 from cmppsvc.latency import LatencyHistogram
 from cmppsvc.mtqueue import ack_command
 from cmppsvc.outbound import OutboundFlow, concatenation_reference
@@ -39,6 +39,13 @@ class FakeWriter:
     def queue_together(self, *commands) -> int:
         self.items.append(commands)
         return len(self.items)
+
+    def cancel(self, serial: int) -> bool:
+        """Like WriteBehind.cancel: an item not written yet is dropped."""
+        if serial <= self.written or not self.items[serial - 1]:
+            return False
+        self.items[serial - 1] = ()
+        return True
 
     def when_written(self, serial: int) -> defer.Deferred:
         d = defer.Deferred()
@@ -92,6 +99,18 @@ class FakeIndex:
 
     def queued(self, msg_id: int, serial: int) -> None:
         pass
+
+
+class ClockedWriter(FakeWriter):
+    """A FakeWriter with a clock: sent records wait ``SENT_DELAY``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.on_close: list = []
+
+    def add_on_close(self, callback) -> None:
+        self.on_close.append(callback)
 
 
 def _config():
@@ -199,6 +218,25 @@ class OutboundTests(SynchronousTestCase):
         self.assertEqual((event["outcome"], event["recovered"]), ("unknown", 1))
         self.assertEqual(event["seq"], 5)
 
+    def test_intended_record_without_seq_is_in_flight_for_both_policies(self):
+        # A crash after the sent record was dropped (answer queued, not yet
+        # written) leaves the intended record: it must count as in flight.
+        intended = {"id": "i", "to": "13800000000", "segment": 1, "segments": 1}
+        flow = self.flow(Recovered({"1-0": {0: dict(intended, parts=1)}}, RESEND))
+        flow.entries_arrived([("1-0", {"to": "13800000000", "text": "hi", "id": "i"})])
+        self.writer.write_all()
+        self.assertEqual(len(self.connector.submits), 1)
+        self.connector.answer(0)
+        self.assertEqual(_event_fields(self.writer.commands("XADD")[0])["resend"], 1)
+
+        self.writer.items.clear()
+        flow = self.flow(Recovered({"2-0": {0: dict(intended, parts=1)}}, UNKNOWN))
+        flow.entries_arrived([("2-0", {"to": "13800000000", "text": "hi", "id": "i"})])
+        self.assertEqual(len(self.connector.submits), 1, "not sent again")
+        (item,) = self.writer.items
+        event = _event_fields(item[0])
+        self.assertEqual((event["outcome"], event["seq"]), ("unknown", ""))
+
     def test_entry_whose_parts_all_finished_is_only_acknowledged(self):
         recovered = Recovered({"1-0": {0: {"done": 1, "parts": 1}}})
         self.flow(recovered).entries_arrived(
@@ -281,6 +319,110 @@ class OutboundTests(SynchronousTestCase):
         self.assertEqual(sent[2], part_field("1-0", 0))
         record = json.loads(sent[3])
         self.assertEqual(record, dict(json.loads(intended[3]), seq=101, submitted=0.0))
+
+    def test_sent_record_still_queued_is_dropped_when_the_answer_comes(self):
+        self.flow().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": "hi", "id": "a"})]
+        )
+        self.writer.write_all()
+        self.connector.answer(0)
+        # Only the confirmed intended record was written: the outcome item
+        # (event, deletion, XACK) made the sent record useless.
+        (intended,) = self.writer.commands("HSET")
+        self.assertNotIn("seq", json.loads(intended[3]))
+        last = self.writer.items[-1]
+        self.assertEqual([command[0] for command in last], ["XADD", "HDEL", "XACK"])
+        self.assertEqual(_event_fields(last[0])["seq"], 101)
+
+    def test_sent_record_already_written_is_kept(self):
+        self.flow().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": LONG_TEXT, "id": "l"})]
+        )
+        self.writer.write_all()
+        self.writer.write_all()  # the sent records are written
+        self.connector.answer(0)
+        hsets = self.writer.commands("HSET")
+        sent = [json.loads(command[3]) for command in hsets[1:4]]
+        self.assertEqual([record["seq"] for record in sent], [101, 102, 103])
+        self.assertEqual(json.loads(hsets[4][3]), {"done": 1, "parts": 3})
+
+    def test_only_the_answered_part_loses_its_queued_sent_record(self):
+        self.flow().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": LONG_TEXT, "id": "l"})]
+        )
+        self.writer.write_all()
+        self.connector.answer(1, msg_id=8)
+        records = [json.loads(command[3]) for command in self.writer.commands("HSET")]
+        self.assertEqual(
+            [record.get("seq") for record in records[1:]], [101, 103, None]
+        )
+        self.assertEqual(records[-1], {"done": 1, "parts": 3})
+
+    def test_channel_stopped_drops_the_queued_sent_record(self):
+        flow = self.flow()
+        flow.entries_arrived([("1-0", {"to": "13800000000", "text": "hi", "id": "a"})])
+        self.writer.write_all()
+        self.connector.submits[0][2].errback(ChannelStopped("stopped"))
+        self.assertEqual(len(self.writer.commands("HSET")), 1)
+        (hdel,) = self.writer.commands("HDEL")
+        self.assertEqual(hdel[2:], (part_field("1-0", 0),))
+
+    def test_unanswered_at_a_stop_keeps_the_sent_record(self):
+        flow = self.flow()
+        flow.entries_arrived([("1-0", {"to": "13800000000", "text": "hi", "id": "a"})])
+        self.writer.write_all()
+        flow.stop()
+        self.connector.submits[0][2].errback(SubmitUnknown("no answer"))
+        _intended, sent = self.writer.commands("HSET")
+        self.assertEqual(json.loads(sent[3])["seq"], 101)
+
+    def clocked(self) -> OutboundFlow:
+        self.writer = ClockedWriter()
+        self.inflight = InFlightStore(self.writer, None, self.channel)
+        return self.flow()
+
+    def test_sent_record_of_a_part_answered_in_time_is_never_written(self):
+        self.clocked().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": "hi", "id": "a"})]
+        )
+        self.writer.write_all()
+        self.connector.answer(0)
+        self.writer.clock.advance(SENT_DELAY * 2)
+        self.assertEqual(len(self.writer.commands("HSET")), 1, "intended only")
+        self.assertEqual(self.writer.clock.getDelayedCalls(), [], "no timer left")
+
+    def test_sent_record_of_a_slow_part_is_written_before_its_outcome(self):
+        self.clocked().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": LONG_TEXT, "id": "l"})]
+        )
+        self.writer.write_all()
+        self.writer.clock.advance(SENT_DELAY)
+        hsets = self.writer.commands("HSET")
+        self.assertEqual([json.loads(c[3])["seq"] for c in hsets[1:]], [101, 102, 103])
+        self.connector.answer(0)
+        self.assertEqual([c[0] for c in self.writer.items[-1]], ["XADD", "HSET"])
+        self.assertEqual(len(self.writer.items), 5, "outcome after the sent records")
+
+    def test_unanswered_at_a_stop_writes_its_sent_record_at_once(self):
+        flow = self.clocked()
+        flow.entries_arrived([("1-0", {"to": "13800000000", "text": "hi", "id": "a"})])
+        self.writer.write_all()
+        flow.stop()
+        self.connector.submits[0][2].errback(SubmitUnknown("no answer"))
+        _intended, sent = self.writer.commands("HSET")
+        self.assertEqual(json.loads(sent[3])["seq"], 101)
+        self.writer.clock.advance(SENT_DELAY)
+        self.assertEqual(len(self.writer.commands("HSET")), 2, "written once")
+
+    def test_closing_the_writer_cancels_the_sent_timer(self):
+        self.clocked().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": "hi", "id": "a"})]
+        )
+        self.writer.write_all()
+        self.assertEqual(len(self.writer.clock.getDelayedCalls()), 1)
+        for callback in self.writer.on_close:
+            callback()
+        self.assertEqual(self.writer.clock.getDelayedCalls(), [])
 
     def test_the_reader_is_woken_when_half_the_room_is_back(self):
         woken = []

@@ -201,6 +201,50 @@ class WriteBehindUnitTests(unittest.SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.connection.batches(), 2)
 
+    def test_cancel_drops_an_item_still_queued_and_keeps_serials(self):
+        self.writer.queue("SET", "a", "1")
+        self.clock.advance(0.01)  # item 1 on the wire
+        dropped = self.writer.queue("SET", "b", "2")
+        together = self.writer.queue_together(("SET", "c", "3"), ("DEL", "d"))
+        self.assertFalse(self.writer.cancel(1), "on the wire")
+        self.assertTrue(self.writer.cancel(dropped))
+        self.assertFalse(self.writer.cancel(dropped), "already dropped")
+        self.assertFalse(self.writer.cancel(9), "never queued")
+        self.assertEqual(self.writer.backlog, 3)
+        dropped_written = self.writer.when_written(dropped)
+        self.connection.reply()
+        self.assertEqual(self.connection.batches(), 2)
+        second = self.connection.transport.value().split(b"EVAL\r\n")[2]
+        self.assertNotIn(b"$1\r\nb\r\n", second)
+        self.assertIn(b"$1\r\nc\r\n", second)
+        self.connection.reply()
+        self.assertEqual((self.writer.written, self.writer.backlog), (together, 0))
+        self.successResultOf(dropped_written)
+        self.assertFalse(self.writer.cancel(together), "written")
+
+    def test_a_batch_of_cancelled_items_only_still_completes(self):
+        self.writer.queue("SET", "a", "1")
+        self.clock.advance(0.01)
+        self.writer.cancel(self.writer.queue("SET", "b", "2"))
+        self.connection.reply()
+        self.assertEqual(self.connection.batches(), 2)
+        self.connection.reply()
+        self.assertEqual(self.writer.backlog, 0)
+
+    def test_refused_command_is_named_by_its_position_in_the_batch(self):
+        logged = []
+        self.writer.log = type(
+            "L", (), {"error": lambda _s, _f, **kw: logged.append(kw["command"])}
+        )()
+        self.writer.queue("SET", "a", "1")
+        self.clock.advance(0.01)
+        self.writer.cancel(self.writer.queue("SET", "b", "2"))
+        self.writer.queue_together(("HSET", "h", "f", "v"), ("XACK", "s", "g", "1"))
+        self.connection.reply()
+        self.connection.reply([2, "ERR no"])
+        self.assertEqual(logged, ["XACK"])
+        self.assertEqual(self.writer.backlog, 0)
+
 
 class WriteBehindRedisTests(unittest.TestCase):
     """Against a real redis-server."""
