@@ -44,6 +44,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from cmppsvc import keys
+from cmppsvc.redisconn import reply_text
 from cmppsvc.writebehind import WriteBehind
 
 #: Longest record accepted back from Redis (characters of JSON).
@@ -260,7 +261,7 @@ class InFlightStore:
                     "skipping a bad in-flight record channel={channel} "
                     "field={field!r}: {error}",
                     channel=self.channel_id,
-                    field=_text(field)[:80],
+                    field=reply_text(field)[:80],
                     error=error,
                 )
         return entries
@@ -290,14 +291,8 @@ def _pairs(flat: list):
     return zip(flat[0::2], flat[1::2], strict=False)
 
 
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _parse_field(field) -> tuple[str, int]:
-    text = _text(field)
+    text = reply_text(field)
     if len(text) > 256:
         raise ValueError("field longer than 256 characters")
     entry_id, slash, part = text.rpartition("/")

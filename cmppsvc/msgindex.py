@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from cmppsvc import keys
+from cmppsvc.redisconn import reply_text
 from cmppsvc.writebehind import WriteBehind
 
 #: Default lifetime of an index entry: reports later than this do not match.
@@ -123,12 +124,6 @@ return result
 """
 
 
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _known_entry(known: tuple) -> dict:
     """{field: text} of an entry remembered by ``MsgIdIndex._remember``."""
     return dict(zip(known[2::2], known[3::2], strict=True))
@@ -145,7 +140,7 @@ def _entry(items: Iterable, msg_id: int, log: Logger) -> dict | None:
             fields=len(items),
         )
         items = items[:MAX_FIELDS]
-    entry = {_text(name): _text(value) for name, value in items}
+    entry = {reply_text(name): reply_text(value) for name, value in items}
 
     # An entry holding only the report count was made by a count for a
     # Msg_Id whose index write has not arrived (yet).
@@ -219,7 +214,9 @@ class MsgIdIndex:
         # container, the collector stops tracking it after its first pass, so
         # a hundred thousand remembered entries do not lengthen every full
         # collection (a list or dict per entry did: pauses of tens of ms).
-        texts = [value if value.__class__ is str else _text(value) for value in hset]
+        texts = [
+            value if value.__class__ is str else reply_text(value) for value in hset
+        ]
         texts[0] = serial
         texts[1] = self.clock.seconds()
         recent = self._recent

@@ -34,6 +34,7 @@ from cmppsvc.mtentries import (
     decode_entry,
     reader_connection,
 )
+from cmppsvc.redisconn import reply_text
 from cmppsvc.writebehind import WriteBehind
 
 __all__ = [
@@ -218,11 +219,11 @@ class MTReader:
             )
             if not pending:
                 break
-            start = "(" + _text(pending[-1][0])
+            start = "(" + reply_text(pending[-1][0])
             stale = [
-                _text(item[0])
+                reply_text(item[0])
                 for item in pending
-                if _text(item[1]) != self.consumer_name
+                if reply_text(item[1]) != self.consumer_name
             ]
             if not stale:
                 continue
@@ -235,7 +236,7 @@ class MTReader:
                 *stale,
             )
             if channel.cursor != ">":
-                channel.claimed.update(_text(item[0]) for item in entries)
+                channel.claimed.update(reply_text(item[0]) for item in entries)
             handled += self._hand_over(channel, entries)
         return handled
 
@@ -406,12 +407,12 @@ class MTReader:
                     if channel.pending_done is not None:
                         channel.pending_done()
                     continue
-                channel.cursor = _text(entries[-1][0])
+                channel.cursor = reply_text(entries[-1][0])
                 if channel.claimed:
                     entries = [
                         item
                         for item in entries
-                        if _text(item[0]) not in channel.claimed
+                        if reply_text(item[0]) not in channel.claimed
                     ]
             handled += self._hand_over(channel, entries)
         return handled
@@ -419,7 +420,7 @@ class MTReader:
     def _hand_over(self, channel: _Channel, entries) -> int:
         good = []
         for item in entries or ():
-            entry_id, fields = _text(item[0]), item[1]
+            entry_id, fields = reply_text(item[0]), item[1]
             if fields is None:
                 # deleted from the stream while pending: nothing to send
                 self.ack(channel.channel_id, [entry_id])
@@ -443,7 +444,3 @@ class MTReader:
             reason=reason,
         )
         self.ack(channel.channel_id, [entry_id])
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -16,16 +16,12 @@ from twisted.logger import Logger
 from cmppsvc import keys
 from cmppsvc.config import ChannelConfig, ChannelConfigError
 from cmppsvc.configschema import BOOKKEEPING_FIELDS
+from cmppsvc.redisconn import reply_text
 
 log = Logger(namespace="cmppsvc.collection")
 
 #: Keys asked for per SCAN step.
 SCAN_BATCH = 500
-
-
-def text(value: Any) -> str:
-    """A Redis reply as text (bytes decoded, anything else through str)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 @defer.inlineCallbacks
@@ -38,7 +34,7 @@ def scan_channel_ids(redis: Any):
         cursor, found = yield redis.execute_command(
             "SCAN", cursor, "MATCH", keys.channel_info_pattern(), "COUNT", SCAN_BATCH
         )
-        ids.update(text(key)[prefix_length:] for key in found)
+        ids.update(reply_text(key)[prefix_length:] for key in found)
         cursor = int(cursor)
         if cursor == 0:
             return sorted(ids)

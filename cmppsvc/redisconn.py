@@ -327,3 +327,11 @@ def connect_redis(
     )
     factory.startConnecting(endpoint)
     return factory.handler
+
+
+def reply_text(value: Any) -> str:
+    """A Redis reply value as text: bytes decoded as UTF-8 (bad bytes replaced),
+    anything else through str()."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

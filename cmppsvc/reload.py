@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from cmppsvc import keys
 from cmppsvc.commands import BadCommand, Command, check_channel_id, parse_command
-from cmppsvc.redisconn import RedisAddress
+from cmppsvc.redisconn import RedisAddress, reply_text
 
 log = Logger(namespace="cmppsvc.reload")
 
@@ -42,12 +42,6 @@ DEFAULT_RESCAN_INTERVAL = 30.0
 #: Reconnect delays of the pub/sub connection (seconds): first, ceiling.
 RECONNECT_INITIAL = 0.2
 RECONNECT_MAX = 5.0
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
@@ -76,7 +70,9 @@ class _Subscriber(txredisapi.SubscriberProtocol):
 
     def messageReceived(self, pattern, channel, message):
         self.factory.watcher.message_received(
-            None if pattern is None else _text(pattern), _text(channel), message
+            None if pattern is None else reply_text(pattern),
+            reply_text(channel),
+            message,
         )
 
 
@@ -184,7 +180,7 @@ class RecordWatcher(Service):
                 if key.startswith(prefix):
                     self._call(self.changed, check_channel_id(key[len(prefix) :]))
             elif channel == keys.CONFIG_CHANGED:
-                text = _text(message).strip()
+                text = reply_text(message).strip()
                 self._call(
                     self.changed, None if text in ("", "*") else check_channel_id(text)
                 )

@@ -8,6 +8,7 @@ the write-behind queue.
 from twisted.internet import defer
 
 from cmppsvc import keys
+from cmppsvc.redisconn import reply_text
 from cmppsvc.writebehind import WriteBehind
 
 
@@ -56,10 +57,4 @@ def read(redis, channel_id: str):
         items = reply.items()
     else:
         items = zip(reply[0::2], reply[1::2], strict=False) if reply else ()
-    return {_text(name): _text(value) for name, value in items}
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+    return {reply_text(name): reply_text(value) for name, value in items}

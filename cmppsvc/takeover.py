@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from cmppsvc import keys
-from cmppsvc.records import text
+from cmppsvc.redisconn import reply_text
 
 log = Logger(namespace="cmppsvc.collection")
 
@@ -147,6 +147,6 @@ class LeaseCoordination:
         consumers = reply[3] if isinstance(reply, list) and len(reply) > 3 else None
         own = getattr(self._stores.mt_reader, "consumer_name", None)
         return any(
-            isinstance(item, list) and item and text(item[0]) != own
+            isinstance(item, list) and item and reply_text(item[0]) != own
             for item in consumers or ()
         )

@@ -12,8 +12,8 @@ ENTRY = {"id": "007", "segment": 1, "segments": 2, "channel": "c1"}
 TEXT_ENTRY = {"id": "007", "segment": "1", "segments": "2", "channel": "c1"}
 
 
-class MsgIdIndexTests(unittest.TestCase):
-    """Against a real redis-server."""
+class RedisIndexTestCase(unittest.TestCase):
+    """An index on a real redis-server whose writes stay queued until flushed."""
 
     timeout = 30
 
@@ -24,6 +24,10 @@ class MsgIdIndexTests(unittest.TestCase):
         self.writer = WriteBehind(self.redis, reactor, interval=60)
         self.addCleanup(self.writer.stop)
         self.index = MsgIdIndex(self.writer, self.redis, reactor, ttl=3600)
+
+
+class MsgIdIndexTests(RedisIndexTestCase):
+    """Against a real redis-server."""
 
     @defer.inlineCallbacks
     def test_report_before_the_index_write_is_found(self):
@@ -173,17 +177,8 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
         self.assertEqual(flags, ["1", "0"], "past half its TTL: read from Redis")
 
 
-class HotPathTests(unittest.TestCase):
+class HotPathTests(RedisIndexTestCase):
     """The callback API and the entries queued by the caller."""
-
-    timeout = 30
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.server, self.redis = yield start_redis(self, persistent=False)
-        self.writer = WriteBehind(self.redis, reactor, interval=60)
-        self.addCleanup(self.writer.stop)
-        self.index = MsgIdIndex(self.writer, self.redis, reactor, ttl=3600)
 
     @defer.inlineCallbacks
     def test_queued_by_the_caller_then_matched_with_callbacks(self):
