@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import attrs
 
-from cmppsvc.codec.text import MSG_FMT_ASCII, MSG_FMT_GBK, MSG_FMT_UCS2, choose_msg_fmt
+from cmppsvc.codec.text import (
+    MSG_FMT_ASCII,
+    MSG_FMT_GBK,
+    MSG_FMT_UCS2,
+    choose_msg_fmt,
+    encode_text,
+)
 from cmppsvc.codec.udh import UDH_LENGTH_8, UDH_LENGTH_16, concat_udh
 
 SMS_BYTES = 140
@@ -104,14 +110,16 @@ def split_message(
             f"{words_max_len} (wordsMaxlen)"
         )
 
+    single, per_segment = _capacity(msg_fmt, words_len, udh16)
     try:
+        # Most messages fit one SMS: encode the whole text once and only cut
+        # it into indivisible units when it has to be split.
+        whole = encode_text(text, msg_fmt)
+        if len(whole) <= single:
+            return [Segment(whole, 0, 1, 1, msg_fmt)]
         units = _units(text, msg_fmt)
     except UnicodeEncodeError as error:
         raise UnencodableText(text, msg_fmt, error) from None
-    single, per_segment = _capacity(msg_fmt, words_len, udh16)
-    total_bytes = sum(len(unit) for unit in units)
-    if total_bytes <= single:
-        return [Segment(b"".join(units), 0, 1, 1, msg_fmt)]
 
     chunks = _pack(units, per_segment)
     if len(chunks) > MAX_SEGMENTS:
