@@ -171,24 +171,41 @@ class Simulator:
         self.close()
 
 
-def react(body: Callable) -> object:
+#: No benchmark process runs longer than this, whatever its options say (seconds).
+RUN_LIMIT = 600.0
+
+
+def react(body: Callable, limit: float = RUN_LIMIT) -> object:
     """Run ``body(reactor)`` on the global reactor until its Deferred fires.
 
     Unlike ``twisted.internet.task.react`` it returns (the result) instead of
-    exiting, and re-raises a failure.
+    exiting, and re-raises a failure.  After ``limit`` seconds the run is
+    abandoned with an error, so a stuck benchmark still ends by itself.
     """
     from twisted.internet import defer, reactor
+    from twisted.python.failure import Failure
 
+    # Figures appear as they are measured, also through a pipe.
+    sys.stdout.reconfigure(line_buffering=True)
     outcome: list = []
 
     def finished(result: object) -> None:
-        outcome.append(result)
-        reactor.stop()
+        if not outcome:
+            outcome.append(result)
+            reactor.stop()
 
+    def overdue() -> None:
+        finished(
+            Failure(SystemExit(f"bench: still running after {limit:g} s, given up"))
+        )
+
+    watchdog = reactor.callLater(limit, overdue)
     reactor.callWhenRunning(
         lambda: defer.maybeDeferred(body, reactor).addBoth(finished)
     )
     reactor.run(installSignalHandlers=False)
+    if watchdog.active():
+        watchdog.cancel()
     result = outcome[0] if outcome else None
     if hasattr(result, "raiseException"):
         result.raiseException()

@@ -25,6 +25,11 @@ READY_INTERVAL = 0.05
 #: Output lines of redis-server kept to explain a failed start.
 OUTPUT_LINES = 20
 
+#: While waiting for the server to exit, how often to look for it (seconds).
+#: Twisted reaps a child on SIGCHLD, but a reactor run without signal handlers
+#: (embedded, or a benchmark) only tries once, when the pipes close, and may be early.
+REAP_INTERVAL = 0.05
+
 
 class RedisServerMissing(RuntimeError):  # noqa: N818 (reads as a state)
     """redis-server is not installed (or not at the path given)."""
@@ -234,6 +239,11 @@ class LocalRedis:
             pass
         ended = defer.Deferred()
         process.ended.addBoth(lambda result: ended.callback(None) or result)
+
+        reaping = task.LoopingCall(process.transport.reapProcess)
+        reaping.clock = self.reactor
+        reaping.start(REAP_INTERVAL, now=False)
+        ended.addBoth(lambda result: reaping.stop() or result)
         return ended
 
     def stop(self) -> defer.Deferred:
