@@ -116,15 +116,25 @@ def millis(stream_id: str) -> int:
     return int(stream_id.split("-", 1)[0])
 
 
-def command_stats(info: str) -> dict[str, int]:
-    """Calls per command from ``INFO commandstats``."""
-    calls = {}
+def command_stats(info: str) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds per command from ``INFO commandstats`` (the time of
+    an EVAL includes the commands it runs, which also count on their own)."""
+    stats = {}
     for line in info.splitlines():
         if line.startswith("cmdstat_"):
             name, values = line[len("cmdstat_") :].split(":", 1)
             fields = dict(part.split("=", 1) for part in values.split(","))
-            calls[name] = int(fields["calls"])
-    return calls
+            stats[name] = (int(fields["calls"]), int(fields["usec"]))
+    return stats
+
+
+def stats_between(before: dict, after: dict, position: int) -> dict[str, int]:
+    """Per command, what ``command_stats`` field ``position`` grew by."""
+    grown = {
+        name: values[position] - before.get(name, (0, 0))[position]
+        for name, values in after.items()
+    }
+    return {name: value for name, value in grown.items() if value > 0}
 
 
 class Events:
@@ -199,14 +209,11 @@ def throughput(reactor, redis: RawRedis, events: Events, arguments, pids) -> Any
 
     cpu_after = (process_cpu(), *(child_cpu(pid) for pid in pids))
     stats_after = command_stats((yield redis.call("INFO", "commandstats")))
-    calls = {
-        name: stats_after[name] - stats_before.get(name, 0)
-        for name in stats_after
-        if stats_after[name] - stats_before.get(name, 0) > 0
-    }
+    calls = stats_between(stats_before, stats_after, 0)
     # Our own commands: the XADDs of MT entries, event reads, two INFOs.
     own = {"info": 1}
     calls = {name: value - own.get(name, 0) for name, value in calls.items()}
+    redis_time = stats_between(stats_before, stats_after, 1)
     reports = [events.reports[key] for key in ids if key in events.reports]
     first_xadd = min(ids.values())
     last_report = max(reports) if reports else first_xadd
@@ -224,6 +231,7 @@ def throughput(reactor, redis: RawRedis, events: Events, arguments, pids) -> Any
             for before, after in zip(cpu_before, cpu_after, strict=True)
         ],
         "calls": calls,
+        "redis_time": redis_time,
     }
 
 
@@ -367,6 +375,17 @@ def run(reactor, arguments) -> Any:
                 + ", ".join(
                     f"{name} {value / sent:.2f}"
                     for name, value in sorted(calls.items(), key=lambda kv: -kv[1])
+                )
+            )
+            print(
+                "  Redis time per message by command (us; an EVAL's includes what "
+                "it runs): "
+                + ", ".join(
+                    f"{name} {value / sent:.1f}"
+                    for name, value in sorted(
+                        figures["redis_time"].items(), key=lambda kv: -kv[1]
+                    )
+                    if value / sent >= 0.05
                 )
             )
 

@@ -28,6 +28,8 @@ import attrs
 import txredisapi
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 
+from cmppsvc.redisprotocol import FastRedisProtocol
+
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 
@@ -325,6 +327,7 @@ def connect_redis(
     factory = txredisapi.RedisFactory(
         name, dbid, pool_size, isLazy=True, handler=handler, **options
     )
+    factory.protocol = FastRedisProtocol
     factory.startConnecting(endpoint)
     return factory.handler
 

@@ -29,7 +29,7 @@ class HelperTests(SynchronousTestCase):
             "cmdstat_eval:calls=12,usec=300,usec_per_call=25.00,rejected_calls=0\r\n"
             "cmdstat_hset:calls=7,usec=10,usec_per_call=1.43\r\n"
         )
-        self.assertEqual(command_stats(info), {"eval": 12, "hset": 7})
+        self.assertEqual(command_stats(info), {"eval": (12, 300), "hset": (7, 10)})
 
     def test_millis(self) -> None:
         self.assertEqual(millis("1796400271167-3"), 1796400271167)
