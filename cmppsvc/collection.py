@@ -98,6 +98,9 @@ class ChannelCollection(LeaseCoordination, Service):
         self._takeover: task.LoopingCall | None = None
         self._trouble = OutageLog(log, "channels are being checked")
         self._first_check: defer.Deferred = defer.succeed(None)
+        # What the last "channels checked" line said: a rescan that finds the
+        # same is not logged again.
+        self._last_counts: tuple[int, ...] | None = None
 
     # -- the Python control API ------------------------------------------------
 
@@ -222,13 +225,18 @@ class ChannelCollection(LeaseCoordination, Service):
             [self.reconcile(channel_id) for channel_id in sorted(channel_ids)],
             consumeErrors=True,
         )
+        counts = (len(found), len(self._channels), len(self.broken), len(self.stopped))
+        if counts == self._last_counts:
+            return
+        self._last_counts = counts
+        records, running, broken, stopped = counts
         log.info(
             "channels checked records={records} running={running} "
             "broken={broken} stopped={stopped}",
-            records=len(found),
-            running=len(self._channels),
-            broken=len(self.broken),
-            stopped=len(self.stopped),
+            records=records,
+            running=running,
+            broken=broken,
+            stopped=stopped,
         )
 
     def reconcile(self, channel_id: str) -> defer.Deferred:

@@ -35,6 +35,7 @@ from cmppsvc.mtentries import (
     reader_connection,
 )
 from cmppsvc.redisconn import reply_text
+from cmppsvc.redisoutage import failure_text
 from cmppsvc.writebehind import WriteBehind
 
 __all__ = [
@@ -79,10 +80,6 @@ class _Channel:
 
 def _power_of_two_floor(value: int) -> int:
     return 1 << (value.bit_length() - 1)
-
-
-def _error_text(failure) -> str:
-    return failure.getErrorMessage() or failure.type.__name__
 
 
 class MTReader:
@@ -303,7 +300,7 @@ class MTReader:
         if self._failures == 1:
             self.log.error(
                 "MT reader failing, retrying with backoff: {cause}",
-                cause=_error_text(failure),
+                cause=failure_text(failure),
             )
         if failure.check(txredisapi.ResponseError) and "NOGROUP" in str(failure.value):
             # the stream or its group is gone (Redis restarted empty, a stream

@@ -72,6 +72,19 @@ def is_transient(problem: BaseException | Failure) -> bool:
     )
 
 
+def failure_text(problem: BaseException | Failure) -> str:
+    """One line naming what went wrong with a Redis command, for a log field."""
+    if isinstance(problem, Failure):
+        problem = problem.value
+    if isinstance(problem, defer.TimeoutError | error.TimeoutError):
+        # Deferred.addTimeout's error reads "(30.0, 'Deferred')".
+        seconds = problem.args[0] if problem.args else None
+        if isinstance(seconds, int | float):
+            return f"no reply from Redis within {seconds:g} s"
+        return "no reply from Redis in time"
+    return str(problem) or type(problem).__name__
+
+
 class OutageLog:
     """Logs a Redis outage once: an error at the first failure, an info line
     when Redis answers again; the failures in between are not logged."""

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from cmppsvc import keys
+from cmppsvc.redisoutage import failure_text
 
 #: Largest Sequence_Id on the wire; the next one is 1.
 MAX_SEQ = 0xFFFFFFFF
@@ -186,7 +187,7 @@ class SequenceAllocator:
             self.log.error(
                 "reserving Sequence_Ids failed channel={channel}: {cause}",
                 channel=self.channel_id,
-                cause=failure.getErrorMessage() or failure.type.__name__,
+                cause=failure_text(failure),
             )
         if self._stopped:
             waiting, self._waiting = self._waiting, []

@@ -22,6 +22,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from cmppsvc.redisoutage import failure_text
+
 #: Default flush triggers: this many commands queued, or this many seconds
 #: since the first one was queued. 0 means at the end of the current reactor
 #: turn: everything queued while handling one read goes out together, and
@@ -473,7 +475,7 @@ class WriteBehind:
             self.log.error(
                 "Redis writes failing, retrying with backoff: {cause} "
                 "backlog={backlog}",
-                cause=failure.getErrorMessage() or failure.type.__name__,
+                cause=failure_text(failure),
                 backlog=self.backlog,
             )
         delay = self._retry_delay

@@ -4,6 +4,7 @@
 import json
 
 from twisted.internet import defer
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from cmppsvc import keys
@@ -227,3 +228,33 @@ class ManualStopTests(TestCase):
         self.assertEqual(statuses[second]["state"], "stopped")
         self.assertEqual(statuses[first]["owner"], service.owner)
         self.assertEqual(simulator.doubles, [])
+
+
+class QuietRescanTests(TestCase):
+    """A periodic rescan that finds nothing new logs nothing."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_channels_checked_is_logged_when_the_counts_change(self):
+        server, redis = yield start_redis(self)
+        simulator, port = yield start_simulator(self, ["a0"])
+        good, bad = channel_ids(2)
+        yield redis.set(keys.channel_info(good), record(good, "a0", port))
+        service = yield start_service(self, server, rescan_interval=60.0)
+        yield wait_for(lambda: simulator.logged_in("a0"))
+
+        def checked_lines(events):
+            return [e for e in events if "channels checked" in e["log_format"]]
+
+        with capturedLogs() as events:
+            yield service.collection.rescan()
+            yield service.collection.rescan()
+        self.assertEqual(checked_lines(events), [])
+
+        yield redis.set(keys.channel_info(bad), b"{not json")
+        with capturedLogs() as events:
+            yield service.collection.rescan()
+            yield service.collection.rescan()
+        [line] = checked_lines(events)
+        self.assertEqual((line["records"], line["broken"]), (2, 1))

@@ -2,9 +2,12 @@
 """Losing Redis pauses the service; it resumes on its own and loses nothing."""
 
 from twisted.internet import defer
-from twisted.trial.unittest import TestCase
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from cmppsvc import keys
+from cmppsvc.redisoutage import failure_text
 from tests.endtoend import wait_for
 from tests.redisserver import start_redis
 from tests.test_collection_support import (
@@ -59,3 +62,18 @@ class RedisRestartTests(TestCase):
         yield service.collection.stop_channel(ids[0])
         self.assertFalse(simulator.logged_in("a0"))
         self.assertEqual(simulator.doubles, [])
+
+
+class FailureTextTests(SynchronousTestCase):
+    """Log fields name what went wrong in words."""
+
+    def test_a_timeout_says_how_long_was_waited(self):
+        failure = Failure(defer.TimeoutError(30.0, "Deferred"))
+        self.assertEqual(failure_text(failure), "no reply from Redis within 30 s")
+
+    def test_other_errors_keep_their_message_or_type(self):
+        self.assertEqual(failure_text(ValueError("bad")), "bad")
+        self.assertEqual(
+            failure_text(ConnectionDone()), "Connection was closed cleanly."
+        )
+        self.assertEqual(failure_text(KeyError()), "KeyError")
