@@ -3,9 +3,10 @@
 A ``CmppService`` runs in this process against a private redis-server (``LocalRedis``)
 with one channel record pointing at ``twist cmppsim`` in a child process.  Every
 durability feature is on: the Sequence_Id store, the in-flight records, the Msg_Id
-index, events for every submit and report, XACK after the outcome is written.  The
-benchmark writes the MT entries itself, as raw pipelined XADDs on its own Redis
-connection (encoded by hiredis, so it costs this process little), in two phases:
+index, events for every submit and report, XACK after the outcome is written.  A
+load child process writes the MT entries (raw pipelined XADDs) and reads the events
+stream, as the applications around a real service would, so the CPU figure of this
+process is the service's alone.  Two phases:
 
 - throughput: ``--count`` entries as fast as Redis takes them; messages/s end to end
   (first XADD to last report event), CPU per message of each process, and Redis
@@ -26,13 +27,16 @@ Bounded in count and time; everything on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
 from typing import Any
 
 import hiredis
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
@@ -188,12 +192,11 @@ class Events:
 
 
 @defer.inlineCallbacks
-def throughput(reactor, redis: RawRedis, events: Events, arguments, pids) -> Any:
-    """Phase one: ``count`` entries as fast as Redis takes them."""
+def flood(reactor, redis: RawRedis, events: Events, arguments) -> Any:
+    """Load phase one (in the load child): ``count`` entries as fast as Redis
+    takes them, then every event until each has its report."""
     count = arguments.count
     deadline = time.monotonic() + arguments.seconds
-    stats_before = command_stats((yield redis.call("INFO", "commandstats")))
-    cpu_before = (process_cpu(), *(child_cpu(pid) for pid in pids))
     started = time.monotonic()
 
     ids: dict[str, int] = {}
@@ -207,43 +210,51 @@ def throughput(reactor, redis: RawRedis, events: Events, arguments, pids) -> Any
     missing = yield events.wait_for(ids, reactor, deadline)
     elapsed = time.monotonic() - started
 
-    cpu_after = (process_cpu(), *(child_cpu(pid) for pid in pids))
-    stats_after = command_stats((yield redis.call("INFO", "commandstats")))
-    calls = stats_between(stats_before, stats_after, 0)
-    # Our own commands: the XADDs of MT entries, event reads, two INFOs.
-    own = {"info": 1}
-    calls = {name: value - own.get(name, 0) for name, value in calls.items()}
-    redis_time = stats_between(stats_before, stats_after, 1)
     reports = [events.reports[key] for key in ids if key in events.reports]
     first_xadd = min(ids.values())
     last_report = max(reports) if reports else first_xadd
-    sent = len(ids)
     return {
-        "sent": sent,
+        "sent": len(ids),
         "submits": sum(1 for key in ids if key in events.submits),
         "reports": len(reports),
         "missing": missing,
         "timed_out": missing > 0,
         "seconds": elapsed,
         "per_second": len(reports) / max((last_report - first_xadd) / 1000, 1e-3),
-        "cpu_per_message_us": [
-            (after - before) * 1e6 / max(sent, 1)
-            for before, after in zip(cpu_before, cpu_after, strict=True)
-        ],
-        "calls": calls,
-        "redis_time": redis_time,
     }
 
 
 @defer.inlineCallbacks
+def throughput(redis: RawRedis, arguments, redis_port: int, pids) -> Any:
+    """Phase one, measured from here: the load child floods, this process and
+    its children are measured around it."""
+    stats_before = command_stats((yield redis.call("INFO", "commandstats")))
+    cpu_before = (process_cpu(), *(child_cpu(pid) for pid in pids))
+    figures = yield run_load("flood", redis_port, arguments)
+    cpu_after = (process_cpu(), *(child_cpu(pid) for pid in pids))
+    stats_after = command_stats((yield redis.call("INFO", "commandstats")))
+
+    # Our own commands: the XADDs of MT entries, event reads, two INFOs.
+    calls = stats_between(stats_before, stats_after, 0)
+    calls["info"] = calls.get("info", 1) - 1
+    sent = max(figures["sent"], 1)
+    figures["cpu_per_message_us"] = [
+        (after - before) * 1e6 / sent
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    ] + [figures["load_cpu"] * 1e6 / sent]
+    figures["calls"] = {name: value for name, value in calls.items() if value > 0}
+    figures["redis_time"] = stats_between(stats_before, stats_after, 1)
+    return figures
+
+
+@defer.inlineCallbacks
 def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
-    """Phase two: ``paced_count`` entries at ``paced_rate`` per second."""
+    """Load phase two (in the load child): ``paced_count`` entries at
+    ``paced_rate`` per second."""
     count, rate = arguments.paced_count, arguments.paced_rate
     deadline = time.monotonic() + arguments.seconds
     ids: dict[str, int] = {}
-    # Replies still to come, and what fires when the last one is in: no
-    # Deferred kept per entry (objects surviving here would lengthen the
-    # service's garbage collections, in the same process).
+    # Replies still to come, and what fires when the last one is in.
     outstanding = 0
     all_added: defer.Deferred = defer.Deferred()
     base = arguments.count
@@ -287,6 +298,63 @@ def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
         "report_p50": percentile(to_report, 0.50) - delay_ms,
         "report_p99": percentile(to_report, 0.99) - delay_ms,
     }
+
+
+def run_load(phase: str, redis_port: int, arguments) -> defer.Deferred:
+    """Run one load phase in a child process (so that writing the entries and
+    reading the events costs the service's process nothing); fires with the
+    figures it printed, plus its CPU seconds as ``load_cpu``."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.pipeline",
+        "--load",
+        phase,
+        "--redis-port",
+        str(redis_port),
+        "--count",
+        str(arguments.count),
+        "--paced-count",
+        str(arguments.paced_count),
+        "--paced-rate",
+        str(arguments.paced_rate),
+        "--seconds",
+        str(arguments.seconds),
+        "--report-delay",
+        str(arguments.report_delay),
+    ]
+
+    def load() -> dict:
+        finished = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=arguments.seconds + 30,
+            check=False,
+        )
+        if finished.returncode != 0:
+            raise SystemExit(f"bench: the load child failed:\n{finished.stderr}")
+        return json.loads(finished.stdout.strip().splitlines()[-1])
+
+    return threads.deferToThread(load)
+
+
+@defer.inlineCallbacks
+def load_main(reactor, arguments) -> Any:
+    """The load child: one phase against Redis on ``--redis-port``, its figures
+    printed as one JSON line."""
+    redis = yield connectProtocol(
+        TCP4ClientEndpoint(reactor, "127.0.0.1", arguments.redis_port), RawRedis()
+    )
+    events = Events(redis)
+    # Start after the events already there (an earlier phase's).
+    yield events.read()
+    events.arrived.clear()
+    phase = flood if arguments.load == "flood" else paced
+    figures = yield phase(reactor, redis, events, arguments)
+    figures["load_cpu"] = process_cpu()
+    print(json.dumps(figures))
+    redis.transport.loseConnection()
 
 
 @defer.inlineCallbacks
@@ -351,11 +419,12 @@ def run(reactor, arguments) -> Any:
             yield wait_ready(reactor, service, 20)
             print(f"  service ready in {time.monotonic() - started:.2f} s")
 
-            events = Events(redis)
             figures = yield throughput(
-                reactor, redis, events, arguments, (redis_pid, simulator.child.pid)
+                redis, arguments, local.port, (redis_pid, simulator.child.pid)
             )
-            service_cpu, redis_cpu, simulator_cpu = figures["cpu_per_message_us"]
+            service_cpu, redis_cpu, simulator_cpu, load_cpu = figures[
+                "cpu_per_message_us"
+            ]
             calls = figures["calls"]
             sent = max(figures["sent"], 1)
             total_calls = sum(calls.values())
@@ -367,7 +436,8 @@ def run(reactor, arguments) -> Any:
             )
             print(
                 f"  CPU per message: service {service_cpu:.0f} us, "
-                f"redis-server {redis_cpu:.0f} us, simulator {simulator_cpu:.0f} us"
+                f"redis-server {redis_cpu:.0f} us, simulator {simulator_cpu:.0f} us "
+                f"(load generator {load_cpu:.0f} us, a process of its own)"
             )
             print(
                 f"  Redis commands per message: {total_calls / sent:.2f} executed "
@@ -389,7 +459,7 @@ def run(reactor, arguments) -> Any:
                 )
             )
 
-            latency = yield paced(reactor, redis, events, arguments)
+            latency = yield run_load("paced", local.port, arguments)
             print(
                 f"  at {arguments.paced_rate:g}/s ({latency['sent']:,} messages, "
                 f"{latency['missing']} missing): XADD->submit event p50 "
@@ -418,12 +488,18 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--seconds", type=float, default=60.0, help="per phase")
     options.add_argument("--report-delay", type=float, default=0.05)
     options.add_argument("--profile", help="write a pyinstrument HTML profile here")
+    # The load child's own options (run_load passes them).
+    options.add_argument("--load", choices=("flood", "paced"), help=argparse.SUPPRESS)
+    options.add_argument("--redis-port", type=int, help=argparse.SUPPRESS)
     return options
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its figures."""
     arguments = parser().parse_args(argv)
+    if arguments.load:
+        react(lambda reactor: load_main(reactor, arguments))
+        return
     with profiled(arguments.profile):
         react(lambda reactor: run(reactor, arguments))
 
