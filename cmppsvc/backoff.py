@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector_settings,tests.test_connector -*-
 """How long to wait before reconnecting, by the kind of the last failure.
 
 A gateway that refuses our login (wrong account, wrong secret, unsupported version)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_endtoend,tests.test_collection -*-
 """One configured channel as a Twisted service.
 
 A channel is an account on one gateway, configured by its `channel-info:<id>`

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_collection,tests.test_reload -*-
 """All channels of one process: a live reflection of the `channel-info:<id>` records.
 
 Rules (the operator's view):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_collection,tests.test_reload -*-
 """Operator commands: start, stop and reload channels at run time.
 
 From Python (embedding) call the collection: ``ChannelCollection.start_channel(id)``,

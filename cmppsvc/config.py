@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_config -*-
 """One channel's configuration, parsed from its `channel-info:<id>` record.
 
 The record is a JSON object written by the operators' admin system (the format

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_config -*-
 """Converters for the fields of a channel record, one per kind of value.
 
 The admin system that writes `channel-info:<id>` is loose about JSON types: it

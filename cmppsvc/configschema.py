@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_config -*-
 """The fields of a channel record: ChannelConfig and how each one is read.
 
 Every field of the `channel-info:<id>` JSON format has a typed attribute here,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_config -*-
 """The raw text around channel records: fixture scripts and gateway rewriting.
 
 Channel records are shipped as redis-cli scripts (`set KEY "quoted JSON"`

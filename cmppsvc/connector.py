@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector,tests.test_connector_fastpath -*-
 """All connections of one channel: reconnecting, pacing, and the queue of submits.
 
 ``ChannelConnector`` keeps ``settings.connections`` CMPP connections, each in its own

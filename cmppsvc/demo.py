@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_runtime -*-
 """The `--demo` set-up: fixture channel records against the built-in simulator.
 
 It loads a redis-cli script of `channel-info:<id>` records into Redis exactly

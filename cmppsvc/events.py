@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_events -*-
 """The events stream: submit results, reports, MO messages, state changes.
 
 Events are appended to the one stream ``cmppsvc:events`` through the write-behind

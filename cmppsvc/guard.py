@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_runtime,tests.test_collection -*-
 """A safety net for demos and tests: only loopback gateways may be dialled.
 
 Channel records in shared fixtures point at real, private gateway addresses.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol -*-
 """The heartbeat of one connection: notice a silent, half-open link.
 
 A TCP link can die without either side hearing of it (a NAT drops its entry, a cable

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_inbound -*-
 """What the gateway delivers to one channel: status reports and MO messages.
 
 The connection has already answered each DELIVER with a DELIVER_RESP before it

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_inflight -*-
 """The progress of a channel's MT entries, kept in Redis so a crash loses nothing.
 
 Hash ``cmppsvc:inflight:<channel>``, one field per part of an MT entry that is

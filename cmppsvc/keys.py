@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_endtoend -*-
 """Every Redis key name cmppsvc reads or writes, in one place.
 
 A key is built by one function here and nowhere else, so a rename touches one

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_outbound,tests.test_inbound -*-
 """Latency histograms kept per channel.
 
 Two latencies matter to an SMS platform: submit->response (how fast the gateway

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_lease,tests.test_collection_takeover -*-
 """Channel ownership leases: each channel runs in exactly one process at a time.
 
 A lease is the key ``cmppsvc:lease:<id>`` holding the owner's name, with an

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_localredis -*-
 """A private redis-server child process.
 
 ``LocalRedis`` runs one redis-server bound to 127.0.0.1 for the demo, for tests

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol -*-
 """The login of one connection: the CONNECT we send and the verdict on CONNECT_RESP.
 
 Success is Status 0 alone (reference 2.2).  An AuthenticatorISMG matching neither

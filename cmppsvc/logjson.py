@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_runtime -*-
 """Flat JSON log lines, one object per event, for the operators' log tools.
 
 Twisted's own JSON observer keeps its internal keys (`log_format`,

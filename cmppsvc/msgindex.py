@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_msgindex -*-
 """The Msg_Id index: which message and segment a Msg_Id belongs to.
 
 A status report names only a Msg_Id, and arrives seconds or days after the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_mtqueue -*-
 """MT stream entries: what one looks like to cmppsvc, and its acknowledgement.
 
 An entry arrives from XREADGROUP as a flat list of field names and values; it is

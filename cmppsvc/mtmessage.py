@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_outbound -*-
 """Outgoing messages as they arrive from the MT stream, validated.
 
 An MT stream entry carries `to` (one number, or several separated by commas),

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_mtqueue -*-
 """The MT consumer: one reader per process for the streams of all its channels.
 
 Producers add messages to ``cmppsvc:mt:<channel>``; every process reads them in

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_outbound,tests.test_restart -*-
 """The MT flow of one channel: stream entries in, SUBMITs out, outcomes recorded.
 
 An MT entry becomes one SUBMIT per destination and segment (a "part"). Before a

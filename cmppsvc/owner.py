@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector -*-
 """What one CMPP connection needs from whoever runs it, and the connection states.
 
 ``CMPPClientProtocol`` enforces the protocol's rules on one TCP session; its owner

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol,tests.test_protocol_hotpath -*-
 """One CMPP connection: login, the window of submits, timeouts, heartbeat and TERMINATE.
 
 The connection moves through ``connecting`` -> ``logging in`` -> ``ready`` ->

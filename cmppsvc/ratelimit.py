@@ -21,13 +21,25 @@ The rule, as implemented (the virtual-scheduling form of a token bucket, GCRA):
   throughput, and, with the headroom below, no second ever holds more than
   ``rate + 1``: the schedule puts at most ``pace * (1 + CATCH_UP_SECONDS) + 1`` in
   any second, and ``0.995 * 1.005 < 1``.
-- As a hard guarantee of the 100 ms rule, the sends of the last 100 ms are counted
-  and kept to ``window_limit(rate) = floor(rate / 10 + 1)``.  The schedule puts
-  ``pace / 10`` in a 100 ms; only a catch-up after a late pump can reach the limit.
-  What the limit then holds back is kept for the next pump only up to
-  ``HELD_SECONDS`` (1 ms) worth and otherwise dropped from the schedule: saved up,
-  it would go out in one batch when the oldest sends age out, and again 100 ms
-  later, a burst repeating every 100 ms.
+- The 100 ms rule holds by construction, on the moments the submits are handed
+  over: the limiter keeps a log of its grants, oldest first, and grants only what
+  leaves at most ``window_limit(rate) = floor(rate / 10 + 1)`` in the log's last
+  ``WINDOW_SECONDS`` (the oldest of the last ``window_limit`` grants is at least
+  100 ms old).  A grant is logged at the clock time of ``take``; ``settle``, called
+  once the granted submits are written, moves it to that later time and gives back
+  what was not sent.  As every grant is checked at a time no later than when its
+  submits are handed over, and every earlier one is logged no earlier than when its
+  submits were, no 100 ms of hand-over times holds more than the limit, however
+  long the sending took (a caller that never settles gets the rule on the times of
+  ``take``).  The schedule puts ``pace / 10`` in a 100 ms; only a catch-up after a
+  late pump reaches the limit.  What the limit then holds back is kept for the next
+  pump only up to ``HELD_SECONDS`` (1 ms) worth and otherwise dropped from the
+  schedule: saved up, it would go out in one batch when the oldest sends age out,
+  and again 100 ms later, a burst repeating every 100 ms.
+- What it cannot hold: the gateway counts arrivals, and a stall of ``d`` seconds in
+  either process or on the way (a garbage collection, the scheduler) delays some
+  submits and not the ones after them, which can put up to ``d * rate`` more in
+  one 100 ms at the gateway.
 
 Why the headroom: the schedule puts ``pace / 10`` submits in every 100 ms, and the
 gateway counts arrivals, which the network and its own reactor bunch together.  At
@@ -37,9 +49,9 @@ exactly ``rate`` there is one submit of margin per 100 ms, 0.2 ms of jitter at
 A stall longer than the catch-up is lost throughput: the two rules allow making up
 for it only at the headroom's speed.
 
-Cost: each ``take`` is a handful of float operations and at most one deque append,
-however many it grants, so a channel whose rate is far above its traffic pays next
-to nothing for the limiter.
+Cost: each ``take`` and ``settle`` is a handful of float operations and at most
+one deque append, however many it grants, so a channel whose rate is far above
+its traffic pays next to nothing for the limiter.
 
 Adaptive pause: ``slow_down()`` (called on Result 8) halves the rate in use and
 moves the schedule ``PAUSE_SECONDS`` ahead, so nothing is sent for a moment; the
@@ -103,8 +115,9 @@ class TokenBucket:
     """Paces submits at ``rate`` per second on ``clock``, shared by all connections.
 
     ``rate`` is the channel's (0, None or nonsense mean ``DEFAULT_RATE``).  Callers
-    ``take(wanted)`` before sending, ``refund`` what they took and did not send, and
-    ask ``delay()`` when to try again after ``take`` gave nothing.
+    ``take(wanted)`` before sending, ``settle(unused)`` once the granted submits are
+    written (or only ``refund`` what they took and did not send), and ask
+    ``delay()`` when to try again after ``take`` gave nothing.
     """
 
     def __init__(self, rate: float, clock: IReactorTime) -> None:
@@ -115,8 +128,11 @@ class TokenBucket:
         self._due = now - CATCH_UP_SECONDS
         self._last_flow_control = float("-inf")
         self.flow_control_episodes = 0
-        self._sent: deque[list] = deque()  # [clock seconds, count], oldest first
+        # The grants of the last WINDOW_SECONDS, oldest first: [clock seconds,
+        # count], one entry per take; the last one until it is settled.
+        self._sent: deque[list] = deque()
         self._in_window = 0
+        self._unsettled: list | None = None
         self._set_rate(self.configured_rate, now)
 
     def _set_rate(self, rate: float, now: float) -> None:
@@ -128,7 +144,7 @@ class TokenBucket:
         self._last_change = now
 
     def _room(self, now: float) -> int:
-        """How many more sends the last ``WINDOW_SECONDS`` allow at ``now``."""
+        """How many more grants the log's last ``WINDOW_SECONDS`` allow at ``now``."""
         sent = self._sent
         horizon = now - WINDOW_SECONDS + _EARLY
         while sent and sent[0][0] <= horizon:
@@ -138,6 +154,7 @@ class TokenBucket:
     def take(self, wanted: int) -> int:
         """Take up to ``wanted`` submits that are due now; return how many."""
         now = self._clock.seconds()
+        self._unsettled = None
         if self.rate < self.configured_rate and (
             now - self._last_change >= RECOVERY_SECONDS
         ):
@@ -164,23 +181,53 @@ class TokenBucket:
 
         self._due = due + granted * self._interval
         self._in_window += granted
-        sent = self._sent
-        if sent and sent[-1][0] == now:
-            sent[-1][1] += granted
-        else:
-            sent.append([now, granted])
+        entry = [now, granted]
+        self._sent.append(entry)
+        self._unsettled = entry
         return granted
+
+    def settle(self, unused: int = 0) -> None:
+        """The last ``take``'s submits are written now, all but ``unused`` of them.
+
+        Gives the unused back and logs the rest at the clock's time now, so the
+        100 ms rule holds on the moments they were handed over, not on the
+        earlier moment they were granted.  Call it before the next ``take``.
+        """
+        entry = self._last_grant()
+        self._unsettled = None
+        if entry is None:
+            return
+
+        self._give_back(entry, unused)
+        if entry[1] > 0:
+            # The newest entry of the log: a later time keeps the log in order.
+            entry[0] = max(entry[0], self._clock.seconds())
 
     def refund(self, count: int) -> None:
         """Give back ``count`` of the submits the last ``take`` granted, unsent."""
-        sent = self._sent
-        if not sent or count <= 0:
+        entry = self._last_grant()
+        if entry is not None:
+            self._give_back(entry, count)
+
+    def _last_grant(self) -> list | None:
+        """The log entry of the last ``take``, unless settled or aged out."""
+        entry = self._unsettled
+        if entry is None or not self._sent or self._sent[-1] is not entry:
+            return None
+        return entry
+
+    def _give_back(self, entry: list, count: int) -> None:
+        """Return ``count`` (at most all) of the grants of ``entry`` to the schedule."""
+        returned = min(max(count, 0), entry[1])
+        if returned == 0:
             return
 
-        returned = min(count, sent[-1][1])
-        sent[-1][1] -= returned
+        entry[1] -= returned
         self._in_window -= returned
         self._due -= returned * self._interval
+        if entry[1] == 0:
+            self._sent.pop()
+            self._unsettled = None
 
     def delay(self) -> float:
         """Seconds until ``take`` can grant again (0 when it can now)."""

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol,tests.test_protocol_hotpath -*-
 """The receiving half of one CMPP connection: framing, SUBMIT_RESP and DELIVER.
 
 The hot path of a busy connection.  Frames are read in place from the received bytes

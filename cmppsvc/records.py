@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_collection -*-
 """The channel records as the collection reads them: found, parsed, compared.
 
 Records (`channel-info:<id>`, JSON written by the admin system) are found

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_recovery,tests.test_restart -*-
 """What a channel does after a restart or a crash with work from before.
 
 The MT stream is the source of truth for message content: an entry is

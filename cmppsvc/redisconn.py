@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_redisconn -*-
 """Where Redis is (`RedisAddress`, parsed from a URL) and how to connect to it.
 
 Three forms of address are understood:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_redis_outage -*-
 """Riding out a Redis outage: telling passing failures from real ones.
 
 Losing Redis for a moment (a restart, a failover) fails the commands that were

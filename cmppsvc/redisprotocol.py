@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_redisprotocol -*-
 """txredisapi's Redis protocol with its per-value work done in C.
 
 Every command cmppsvc sends and every reply it reads passes through two pure

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_reload -*-
 """Noticing changes of the channel records, and operator commands.
 
 Three sources tell the collection that a `channel-info:<id>` record may have

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector -*-
 """What a channel does with a submit the gateway did not simply answer.
 
 ``ResendRules`` is part of ``cmppsvc.connector.ChannelConnector``; the rules:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_runtime -*-
 """The cmppsvc process: Redis, the shared stores and the channel collection.
 
 `CmppService` is what `twistd cmppsvc`, `cmppsvc.tac` and an embedding

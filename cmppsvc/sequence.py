@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_sequence -*-
 """Sequence_Id allocation: blocks reserved ahead in a store, handed out synchronously.
 
 The protocol asks for a ``seq`` synchronously for every PDU, so a round trip to

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol -*-
 """The PDUs of one CMPP connection besides the submit traffic.
 
 ``CMPPClientProtocol`` handles SUBMIT_RESP and DELIVER itself (the hot path) and hands

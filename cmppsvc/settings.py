@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector_settings -*-
 """The settings of one channel's connections: gateway, account, timers, window and rate.
 
 Every field is validated when the object is built, and a bad value raises ``ValueError``

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connector -*-
 """One connection slot of a channel: its reconnecting service, backoff and protocol.
 
 A channel with ``connections = 2`` has two slots.  Each slot builds the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_status -*-
 """Channel status hashes ``cmppsvc:status:<id>``: state, last error, counters.
 
 Status changes often (counters per message), but only the latest value of each

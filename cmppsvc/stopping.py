@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol -*-
 """The graceful end of one CMPP connection that we decide on.
 
 No new submits; the outstanding ones get at most ``stop_timeout`` for their answers;

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_collection_takeover,tests.test_multiprocess -*-
 """Channel ownership between processes: lease loss, takeover, stale claims.
 
 Several processes may read the same records; a channel runs only in the

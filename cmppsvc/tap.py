@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_runtime -*-
 """`twistd cmppsvc`: command-line options and the service they build."""
 
 from __future__ import annotations

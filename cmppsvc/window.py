@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_protocol,tests.test_protocol_hotpath -*-
 """One submit on its way through the sliding window: its record, outcome and failures.
 
 A ``PendingSubmit`` is created once per submit and travels from the connector's

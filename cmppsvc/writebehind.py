@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_writebehind -*-
 """The one write-behind pipeline every cmppsvc store writes through.
 
 Stores queue Redis commands and go on; the pipeline sends them in order, as

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec -*-
 """The CMPP 2.0 / 3.0 codec: frames, PDUs, authentication, codes, Msg_Id and text.
 
 Pure Python (no Twisted, no Redis).  ``encode(pdu, version)`` gives a whole frame,

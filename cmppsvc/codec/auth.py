@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec -*-
 """CONNECT authentication: AuthenticatorSource, AuthenticatorISMG and the Timestamp.
 
 The shared secret only ever enters an MD5 here; it is never part of a message,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """encode() and decode(): whole frames to and from PDU objects, for a given version.
 
 Dispatch is one dict lookup by PDU class (encode) or by Command_Id (decode) in the

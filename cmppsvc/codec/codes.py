@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec -*-
 """Status and result codes with their meanings in English and Chinese (reference 6).
 
 Codes 0-99 belong to CMPP and 100-199 to vendors, so any value may arrive: an unknown

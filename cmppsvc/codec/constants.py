@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec -*-
 """Protocol constants: versions, header size, frame bound and Command_Id values."""
 
 from __future__ import annotations

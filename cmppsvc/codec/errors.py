@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """The one error type the codec raises, and its "skip this PDU" subclass."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_hotpath -*-
 """Flattened encoders and decoders, generated once at import from ``layouts.py``.
 
 The interpreter in ``schema.py`` walks a layout field by field; here each layout (with

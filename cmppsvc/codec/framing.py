@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """FrameBuffer: split a TCP byte stream into whole CMPP frames."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec_hotpath -*-
 """Shortcuts for the three PDUs a busy connection handles most.
 
 At tens of thousands of messages a second a client reads one SUBMIT_RESP and one

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """Wire layouts of every PDU body in 2.0 and 3.0, as data.
 
 Each layout is a tuple of items ``(kind, wire_name, attribute, size)`` in wire order.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec_longsms -*-
 """Long messages: split a text into concatenated segments (reference 8.2).
 
 Capacities, in bytes of Msg_Content including the UDH (6 bytes, or 7 with a 16-bit

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec -*-
 """Msg_Id: the 64-bit id the gateway assigns, its fields and its one text form.
 
 Layout (reference 7): month 4 bits, day 5, hour 5, minute 6, second 6, gateway code 22,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """Octet String fields: fixed-width text, NUL padded on the right.
 
 Decoding cuts at the first NUL and trims spaces (some peers pad with spaces), then reads

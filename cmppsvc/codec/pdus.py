@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """The PDU classes: one slotted attrs class per CMPP message.
 
 Field names are the protocol's names in snake_case and follow the wire order, with

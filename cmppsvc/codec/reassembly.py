@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec_longsms -*-
 """Reassembly of long MO messages from DELIVER segments (reference 8.2).
 
 A pure class: it keeps no clock and is given ``now`` (seconds, any epoch) on every

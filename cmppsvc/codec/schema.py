@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_properties -*-
 """A plain interpreter of the layouts in ``layouts.py``: encode and decode any PDU body.
 
 It checks every field and names the one at fault, so it is also the diagnostic path

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec,tests.test_codec_longsms -*-
 """Message text by Msg_Fmt: 0 ASCII, 8 UCS2 (UTF-16BE, no BOM), 15 GB Chinese.
 
 Any other Msg_Fmt (3 SIM-card write, 4 binary, 9, vendor values) is kept as bytes.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_codec_longsms -*-
 """GSM 03.40 User Data Header: the concatenation element of long messages.
 
 Only what long messages need: build the 8-bit (IEI 0x00) or 16-bit (IEI 0x08)

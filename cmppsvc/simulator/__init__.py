@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_protocol -*-
 """A CMPP 2.0/3.0 gateway (ISMG) simulator: for tests, demos and benchmarks.
 
 ``SimulatorFactory`` is the gateway (listen it on a loopback endpoint),

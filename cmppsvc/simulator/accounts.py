@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_loopback -*-
 """The accounts a simulated gateway accepts: account name -> password."""
 
 from collections.abc import Iterable, Iterator, Mapping

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_behaviour -*-
 """How the simulated gateway behaves, including the misbehaviours tests need.
 
 One mutable ``Behaviour`` belongs to a ``SimulatorFactory``; every connection

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_protocol,tests.test_simulator_loopback -*-
 """The simulated ISMG: accounts, behaviour, shared Msg_Ids, what it received."""
 
 from collections.abc import Iterable, Mapping

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_protocol -*-
 """How the simulated gateway answers a CONNECT (reference sections 2.1 and 2.2)."""
 
 import hmac

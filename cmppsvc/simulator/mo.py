@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_parts -*-
 """DELIVER PDUs the simulator injects: MO messages (long ones split with a UDH)
 and status reports with a chosen Stat.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_parts -*-
 """Fresh Msg_Ids as a gateway makes them: local clock time, gateway code, sequence."""
 
 import time

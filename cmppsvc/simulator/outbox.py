@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_outbox -*-
 """The writes of one simulator connection: answers batched per read, held back
 by ``response_delay``, and status reports released by a single timer.
 

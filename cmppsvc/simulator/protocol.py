@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_protocol,tests.test_simulator_behaviour -*-
 """The gateway side of one CMPP connection, as the simulator plays it."""
 
 import time

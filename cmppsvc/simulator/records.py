@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_parts -*-
 """What the simulated gateway saw, for tests to assert on."""
 
 import attrs

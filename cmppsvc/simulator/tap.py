@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_loopback -*-
 """``twistd cmppsim``: run the ISMG simulator as a Twisted service."""
 
 from pathlib import Path

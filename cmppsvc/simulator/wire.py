@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_simulator_protocol -*-
 """Precompiled layouts for the simulator's hot path: SUBMIT in, responses out.
 
 The codec decodes every field into an object; a gateway answering tens of
