@@ -212,15 +212,21 @@ def react(body: Callable, limit: float = RUN_LIMIT) -> object:
     return result
 
 
+#: Lines of the flat profile (functions by their own time) printed.
+PROFILE_FLAT_LINES = 50
+
+
 @contextmanager
 def profiled(path: str | None) -> Iterator[None]:
     """Profile the block with pyinstrument when ``path`` is given: HTML to
-    ``path``, the text summary printed."""
+    ``path``, the call tree and the functions with the most time of their own
+    printed."""
     if not path:
         yield
         return
 
     from pyinstrument import Profiler
+    from pyinstrument.renderers import ConsoleRenderer
 
     profiler = Profiler(interval=0.0005)
     profiler.start()
@@ -230,6 +236,8 @@ def profiled(path: str | None) -> Iterator[None]:
         profiler.stop()
         Path(path).write_text(profiler.output_html(), encoding="utf-8")
         print(profiler.output_text(unicode=False, color=False, show_all=False))
+        flat = profiler.output(ConsoleRenderer(flat=True, show_all=True))
+        print("\n".join(flat.splitlines()[:PROFILE_FLAT_LINES]))
 
 
 def channel_record(
