@@ -43,6 +43,7 @@ from cmppsvc.codec import (
 from cmppsvc.codec.codec import ENCODERS_20, ENCODERS_30
 from cmppsvc.heartbeat import DEAD, Heartbeat
 from cmppsvc.login import Login
+from cmppsvc.nodelay import disable_nagle
 from cmppsvc.owner import (
     CLOSED,
     CLOSING,
@@ -173,6 +174,7 @@ class CMPPClientProtocol(Receiving, GracefulStop, ControlMessages, Protocol):
 
     def connectionMade(self) -> None:
         """Log in: CONNECT is the only PDU sent until a CONNECT_RESP with Status 0."""
+        disable_nagle(self.transport)
         now = self.clock.seconds()
         settings = self.settings
         self._heartbeat = Heartbeat(

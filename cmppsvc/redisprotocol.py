@@ -18,6 +18,8 @@ txredisapi's own path.
 import txredisapi
 from hiredis import pack_command
 
+from cmppsvc.nodelay import disable_nagle
+
 # Arguments hiredis encodes exactly as txredisapi does. Floats are not among
 # them: txredisapi writes 1.5 as "1.500000".
 _SAME_ENCODING = frozenset((str, bytes, int))
@@ -61,6 +63,13 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
         super().__init__(*args, **kwargs)
         charset = (self.charset or "").replace("-", "").lower()
         self._fast = not self.convertNumbers and charset == "utf8"
+
+    def connectionMade(self):
+        # Nagle off: a command written while another is unanswered (a
+        # write-behind batch, a report match) goes out at once instead of
+        # waiting for the earlier one's reply (``cmppsvc.nodelay``).
+        disable_nagle(self.transport)
+        return super().connectionMade()
 
     def _build_command(self, *args, **kwargs):
         same = _SAME_ENCODING

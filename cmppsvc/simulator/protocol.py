@@ -32,6 +32,7 @@ from cmppsvc.codec.constants import (
     TERMINATE,
     TERMINATE_RESP,
 )
+from cmppsvc.nodelay import disable_nagle
 from cmppsvc.simulator.login import answer_connect
 from cmppsvc.simulator.outbox import Outbox
 from cmppsvc.simulator.records import (
@@ -93,6 +94,7 @@ class SimulatorProtocol(Protocol):
         return self.account is not None
 
     def connectionMade(self) -> None:
+        disable_nagle(self.transport)
         self.outbox = Outbox(self.clock, self.transport, self._reports_written)
         self.gateway._connection_made(self)
 
