@@ -285,6 +285,10 @@ def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
     loop.clock = reactor
     yield loop.start(0.001)
     yield all_added
+    # The events are read once the last reports are due, not while they are
+    # written: reading thousands of events at once takes tens of ms of CPU,
+    # which on two shared cores delays the service's last messages.
+    yield task.deferLater(reactor, arguments.report_delay + 0.2, lambda: None)
     missing = yield events.wait_for(ids, reactor, deadline + 5)
 
     to_submit = [events.submits[k] - ids[k] for k in ids if k in events.submits]
