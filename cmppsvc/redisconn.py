@@ -29,7 +29,7 @@ import attrs
 import txredisapi
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 
-from cmppsvc.redisprotocol import FastRedisProtocol
+from cmppsvc.redisprotocol import FastRedisProtocol, FastSentinelFactory
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
@@ -311,6 +311,7 @@ def connect_redis(
             poolsize=pool_size,
             isLazy=True,
             handler=_SentinelConnectionHandler,
+            factory_class=FastSentinelFactory,
             **options,
         )
 

@@ -12,7 +12,8 @@ txredisapi's for the settings cmppsvc uses (``charset="utf-8"``,
 ``convertNumbers=False``): text comes back as ``str``, bytes that are not UTF-8
 stay ``bytes``, integers stay ``int``. Any other setting, and any argument hiredis
 would encode differently (a float, a bool, text that cannot be encoded), takes
-txredisapi's own path.
+txredisapi's own path. Its connections also turn Nagle off (``cmppsvc.nodelay``).
+``FastSentinelFactory`` gives a master found through Sentinel the same protocol.
 """
 
 import txredisapi
@@ -88,3 +89,14 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
         if self._fast:
             return decode_reply(data)
         return super().tryConvertData(data)
+
+
+class FastSentinelProtocol(FastRedisProtocol, txredisapi.SentinelRedisProtocol):
+    """``FastRedisProtocol`` for a master found through Sentinel (which first
+    checks the server's role)."""
+
+
+class FastSentinelFactory(txredisapi.SentinelConnectionFactory):
+    """txredisapi's Sentinel connection factory with ``FastSentinelProtocol``."""
+
+    protocol = FastSentinelProtocol

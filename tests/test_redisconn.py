@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import txredisapi
 from twisted.internet import defer, protocol, reactor, task
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from cmppsvc.localredis import free_port
 from cmppsvc.redisconn import RedisAddress, connect_redis, parse_redis_url
 from cmppsvc.redisoutage import RetryingReads, is_transient
+from cmppsvc.redisprotocol import FastSentinelProtocol
 from tests.redisserver import start_redis
 
 SECRET = "pa:ss/w?rd@x"
@@ -338,6 +340,14 @@ class ConnectSentinelTests(TestCase):
         yield connection.set("k", "0042")
         value = yield connection.get("k")
         self.assertEqual(value, "0042")
+
+        # The master connection is ours: Nagle off, encoding in C.
+        master = yield connection._factory.getConnection(peek=True)
+        self.assertIsInstance(master, FastSentinelProtocol)
+        no_delay = master.transport.getHandle().getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        self.assertTrue(no_delay)
         info = yield connection.execute_command("CLIENT", "INFO")
         self.assertIn("laddr=127.0.0.1:", info)
         self.assertIn("db=2", info)
