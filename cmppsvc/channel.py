@@ -191,6 +191,10 @@ class ChannelService(Service):
         self._write_status()
         yield self._stores.writer.flush()
 
+        # Whoever runs the channel next (maybe another process) counts its
+        # reports in Redis, where the counts made here are now written.
+        self._stores.msgindex.forget_channel(self.config.channel_id)
+
     def forget(self) -> defer.Deferred:
         """After a manual stop: resolve what this channel left in flight and
         delete its cached keys (in-flight hash, Sequence_Id high-water mark)

@@ -7,22 +7,28 @@ segment is therefore indexed in ``cmppsvc:msgid:<msg_id text>`` (a hash with a
 TTL), written behind.
 
 Most reports come back to the process that sent the message, so each process
-keeps a bounded map of the entries it indexed recently and matches them without
-reading Redis. ``report`` is the hot path: it matches and counts a report in
-ONE script run, batched for every report of a reactor turn (one round trip,
-whatever the number of reports). Rules, correct whichever process receives it:
+keeps a bounded map of the entries it indexed recently. ``report`` is the hot
+path, batched for every report of a reactor turn:
 
-- the count is always Redis's (an atomic HINCRBY): a report counted more than
-  once is a duplicate, whatever process or connection got the earlier one;
-- a report whose entry this process indexed is counted without reading the
-  entry (it may still be waiting in the write-behind queue: the count and the
-  index write touch different fields, so their order does not matter);
-- any other report reads the entry and is counted only when the entry exists;
-  when it does not (yet: another process may not have flushed), it asks again
-  with backoff for about five seconds (``report_retry_delays``) before it is
+- a report whose entry this process indexed is matched and counted here, with
+  no round trip: the count is written behind to the entry (HINCRBY), in order
+  after the index write, for any other process that reads it later;
+- any other report (indexed by another process, or too old for the map) is
+  matched and counted in Redis, atomically, in ONE script run for the batch:
+  the entry is read and the count incremented only when the entry exists. When
+  it does not (yet: another process may not have flushed), it asks again with
+  backoff for about five seconds (``report_retry_delays``) before it is
   answered unmatched. The DELIVER_RESP is already sent; nothing waits on it.
 
-``lookup`` and ``mark_reported`` are the same two steps, one at a time.
+A report counted more than once is a duplicate. Only the channel's owner
+receives its reports, so counting here is exact while this process runs the
+channel; when a channel stops here, its entries leave the map
+(``forget_channel``) once the counts are written, and whoever runs it next
+counts in Redis. Shortcoming: two channel records for one gateway account, run
+by different processes, break the premise; a duplicate report the gateway hands
+to the other process's connection is then not always recognised as one.
+
+``lookup`` reads one entry, without counting.
 
 Each segment of a long message has its own Msg_Id and its own entry here, all
 naming the message (``id``) and the segment (``segment``/``segments``); the
@@ -72,49 +78,26 @@ REPORTED = "reported"
 #: Most fields accepted in an entry read back from Redis.
 MAX_FIELDS = 64
 
-# Counts a report and keeps the entry's TTL: an entry created by the count
-# alone (a report for an unknown Msg_Id) must expire too.
-_MARK_SCRIPT = """
-local count = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return count
-"""
-
-# Matches and counts a batch of reports. ARGV: the count field, the TTL in ms,
-# then per key '2' (indexed here and written: count only), '1' (indexed here,
-# maybe not written yet: count, and give a key the count created a TTL) or
-# '0' (read the entry; count only when it has fields other than the count).
-# Per key the reply is {count} or {count, field, value, ...}; count 0 means
+# Matches and counts a batch of reports of entries not indexed here. ARGV: the
+# count field. Per key the entry is read and counted only when it has fields
+# other than the count; the reply is {count, field, value, ...}, or {0} for
 # "not found, not counted".
 _REPORT_SCRIPT = """
-local reported, ttl = ARGV[1], ARGV[2]
+local reported = ARGV[1]
 local result = {}
 for index, key in ipairs(KEYS) do
-  local fields = nil
-  local found = true
-  local flag = ARGV[index + 2]
-  if flag == '0' then
-    fields = redis.call('HGETALL', key)
-    found = false
-    for position = 1, #fields, 2 do
-      if fields[position] ~= reported then
-        found = true
-        break
-      end
+  local fields = redis.call('HGETALL', key)
+  local found = false
+  for position = 1, #fields, 2 do
+    if fields[position] ~= reported then
+      found = true
+      break
     end
   end
   if found then
-    local count = redis.call('HINCRBY', key, reported, 1)
-    if count == 1 and flag ~= '2' and redis.call('PTTL', key) < 0 then
-      redis.call('PEXPIRE', key, ttl)
-    end
-    local reply = {count}
-    if fields then
-      for position = 1, #fields do
-        reply[position + 1] = fields[position]
-      end
+    local reply = {redis.call('HINCRBY', key, reported, 1)}
+    for position = 1, #fields do
+      reply[position + 1] = fields[position]
     end
     result[index] = reply
   else
@@ -173,9 +156,8 @@ class MsgIdIndex:
         self.report_retry_delays = report_retry_delays
         self.recent_limit = recent
 
-        # msg_id -> (write-behind serial (0: not queued yet), clock time,
-        # name, text, name, text, ...) for entries this process indexed,
-        # oldest first.
+        # msg_id -> (clock time, reports counted, name, text, name, text, ...)
+        # for entries this process indexed, oldest first.
         self._recent: OrderedDict = OrderedDict()
         # Reports to match in the next script run: (msg_id, attempt, Deferred).
         self._reports: list = []
@@ -185,23 +167,16 @@ class MsgIdIndex:
     def put(self, msg_id: int, entry: dict) -> None:
         """Index ``msg_id`` (written behind); values str, int or float."""
         commands = self._commands(msg_id, entry)
-        self._remember(msg_id, self.writer.queue_together(*commands), commands[0])
+        self.writer.queue_together(*commands)
+        self._remember(msg_id, commands[0])
 
     def put_commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
         """The commands indexing ``msg_id``, for a caller that queues them
         together with the writes they go with; the entry is kept in memory
         from now on, for reports that come back to this process."""
         commands = self._commands(msg_id, entry)
-        self._remember(msg_id, 0, commands[0])
+        self._remember(msg_id, commands[0])
         return commands
-
-    def queued(self, msg_id: int, serial: int) -> None:
-        """Note the write-behind serial of an entry whose ``put_commands``
-        the caller has queued: once written, its reports are counted without
-        the TTL check."""
-        known = self._recent.get(msg_id)
-        if known is not None and known[0] == 0:
-            self._recent[msg_id] = (serial, *known[1:])
 
     def _commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
         key = keys.msgid(str(msg_id))
@@ -210,16 +185,16 @@ class MsgIdIndex:
             arguments += item
         return tuple(arguments), ("PEXPIRE", key, self.ttl_ms)
 
-    def _remember(self, msg_id: int, serial: int, hset: tuple) -> None:
-        # A tuple of (serial, time, name, text, name, text, ...): holding no
-        # container, the collector stops tracking it after its first pass, so
-        # a hundred thousand remembered entries do not lengthen every full
-        # collection (a list or dict per entry did: pauses of tens of ms).
-        texts = [
-            value if value.__class__ is str else reply_text(value) for value in hset
+    def _remember(self, msg_id: int, hset: tuple) -> None:
+        # A tuple of (time, reports counted, name, text, name, text, ...):
+        # holding no container, the collector stops tracking it after its
+        # first pass, so a hundred thousand remembered entries do not lengthen
+        # every full collection (a list or dict per entry did: pauses of tens
+        # of ms).
+        texts = [self.clock.seconds(), 0]
+        texts += [
+            value if value.__class__ is str else reply_text(value) for value in hset[2:]
         ]
-        texts[0] = serial
-        texts[1] = self.clock.seconds()
         recent = self._recent
         if msg_id in recent:
             del recent[msg_id]
@@ -259,48 +234,52 @@ class MsgIdIndex:
 
     def _match_batch(self, reports: list) -> None:
         recent = self._recent
-        written = self.writer.written
+        now = self.clock.seconds()
         # Older entries are read from Redis: it is the one that expires them.
-        fresh_since = self.clock.seconds() - self.ttl_ms / 2000
-        names = []
-        flags = []
-        for msg_id, _attempt, _d in reports:
-            names.append(keys.msgid(str(msg_id)))
+        fresh_since = now - self.ttl_ms / 2000
+        elsewhere = []
+        for report in reports:
+            msg_id = report[0]
             known = recent.get(msg_id)
-            if known is None or known[1] < fresh_since:
-                flags.append("0")
-            elif 0 < known[0] <= written:
-                flags.append("2")
-            else:
-                flags.append("1")
-        try:
-            running = self.redis.eval(
-                _REPORT_SCRIPT, names, [REPORTED, self.ttl_ms, *flags]
+            if known is None or known[0] < fresh_since:
+                elsewhere.append(report)
+                continue
+
+            count = known[1] + 1
+            recent[msg_id] = (known[0], count, *known[2:])
+            # The expiry is set again (unchanged): should the entry be gone
+            # from Redis (a restart without persistence), the count alone
+            # must not stay forever.
+            key = keys.msgid(str(msg_id))
+            left_ms = self.ttl_ms - int((now - known[0]) * 1000)
+            self.writer.queue_together(
+                ("HINCRBY", key, REPORTED, 1), ("PEXPIRE", key, max(left_ms, 1))
             )
+            matched, _failed, arguments = report[2]
+            self._answer(matched, (_known_entry(known), count == 1), *arguments)
+        if not elsewhere:
+            return
+
+        names = [keys.msgid(str(msg_id)) for msg_id, _attempt, _d in elsewhere]
+        try:
+            running = self.redis.eval(_REPORT_SCRIPT, names, [REPORTED])
         except Exception:
             running = defer.fail()
         running.addCallbacks(
-            self._matched, self._match_failed, (reports, flags), None, (reports,)
+            self._matched, self._match_failed, (elsewhere,), None, (elsewhere,)
         )
 
-    def _matched(self, replies, reports: list, flags: list) -> None:
-        recent = self._recent
-        for (msg_id, attempt, d), flag, reply in zip(
-            reports, flags, replies, strict=True
-        ):
+    def _matched(self, replies, reports: list) -> None:
+        for (msg_id, attempt, d), reply in zip(reports, replies, strict=True):
             count = int(reply[0])
             if count == 0:
                 self._answer(self._not_found, msg_id, attempt, d)
                 continue
-            if flag != "0":
-                known = recent.get(msg_id)
-                entry = _known_entry(known) if known is not None else {}
-            else:
-                flat = reply[1:]
-                entry = (
-                    _entry(zip(flat[0::2], flat[1::2], strict=False), msg_id, self.log)
-                    or {}
-                )
+            flat = reply[1:]
+            entry = (
+                _entry(zip(flat[0::2], flat[1::2], strict=False), msg_id, self.log)
+                or {}
+            )
             self._answer(d[0], (entry, count == 1), *d[2])
 
     def _match_failed(self, failure, reports: list) -> None:
@@ -329,6 +308,21 @@ class MsgIdIndex:
         self._reports.append((msg_id, attempt, d))
         if self._report_call is None:
             self._report_call = self.clock.callLater(0, self._match_reports)
+
+    def forget_channel(self, channel_id: str) -> int:
+        """Drop the entries of ``channel_id`` from the map, so that its next
+        reports are counted in Redis (call it once the channel's writes are
+        flushed: whoever runs the channel next may be another process).
+        Returns how many were dropped."""
+        recent = self._recent
+        dropped = [
+            msg_id
+            for msg_id, known in recent.items()
+            if _known_entry(known).get("channel") == channel_id
+        ]
+        for msg_id in dropped:
+            del recent[msg_id]
+        return len(dropped)
 
     # -- one at a time -------------------------------------------------------------
 
@@ -362,12 +356,3 @@ class MsgIdIndex:
             reply = reply or []
             items = list(zip(reply[0::2], reply[1::2], strict=False))
         return _entry(items, msg_id, self.log)
-
-    @defer.inlineCallbacks
-    def mark_reported(self, msg_id: int):
-        """Count a report for ``msg_id``; fires True the first time, False for
-        a duplicate. Atomic in Redis, so safe across processes."""
-        count = yield self.redis.eval(
-            _MARK_SCRIPT, [keys.msgid(str(msg_id))], [REPORTED, self.ttl_ms]
-        )
-        return int(count) == 1

@@ -380,9 +380,7 @@ class OutboundFlow:
                 subRsptime=latency_ms,
                 latency_ms=latency_ms,
             )
-        serial = self._finish_part(pending, part, commands)
-        if accepted:
-            self._msgindex.queued(msg_id, serial)
+        self._finish_part(pending, part, commands)
 
     def _failed(
         self, error: Exception, pending: _PendingMessage, part: _Part, record

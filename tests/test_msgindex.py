@@ -56,24 +56,8 @@ class MsgIdIndexTests(RedisIndexTestCase):
         entry = yield found
         self.assertEqual(entry, TEXT_ENTRY)
 
-    @defer.inlineCallbacks
-    def test_duplicate_report(self):
-        self.index.put(MSG_ID, ENTRY)
-        first = yield self.index.mark_reported(MSG_ID)
-        second = yield self.index.mark_reported(MSG_ID)
-        self.assertEqual((first, second), (True, False))
-        entry = yield self.index.lookup(MSG_ID)
-        self.assertEqual(entry, TEXT_ENTRY)
-
-    @defer.inlineCallbacks
-    def test_report_for_unknown_msg_id_expires(self):
-        first = yield self.index.mark_reported(5)
-        self.assertTrue(first)
-        ttl = yield self.redis.execute_command("PTTL", keys.msgid("5"))
-        self.assertGreater(ttl, 0)
-
-    @defer.inlineCallbacks
-    def test_reports_of_one_turn_are_matched_in_one_script_run(self):
+    def counted_in_redis(self):
+        """Record the script runs of the report path."""
         runs = []
         original = self.redis.eval
 
@@ -82,25 +66,71 @@ class MsgIdIndexTests(RedisIndexTestCase):
             return original(*arguments)
 
         self.redis.eval = counting_eval
+        return runs
+
+    @defer.inlineCallbacks
+    def test_reports_of_entries_indexed_here_need_no_round_trip(self):
+        runs = self.counted_in_redis()
         self.index.put(MSG_ID, ENTRY)  # still queued: matched from memory
         first = self.index.report(MSG_ID)
         second = self.index.report(MSG_ID)
         results = yield defer.gatherResults([first, second])
         self.assertEqual(results, [(TEXT_ENTRY, True), (TEXT_ENTRY, False)])
-        self.assertEqual(len(runs), 1)
-        ttl = yield self.redis.execute_command("PTTL", keys.msgid(str(MSG_ID)))
-        self.assertGreater(ttl, 0, "a key made by the count expires")
+        self.assertEqual(runs, [])
+
+        # The count is written behind, after the entry, keeping its expiry.
+        yield self.writer.flush()
+        key = keys.msgid(str(MSG_ID))
+        count = yield self.redis.execute_command("HGET", key, "reported")
+        ttl = yield self.redis.execute_command("PTTL", key)
+        self.assertEqual(count, "2")
+        self.assertTrue(0 < ttl <= 3600 * 1000)
 
     @defer.inlineCallbacks
-    def test_report_of_another_processes_entry_reads_redis_once(self):
+    def test_a_count_alone_expires(self):
+        self.index.put(MSG_ID, ENTRY)
+        yield self.writer.flush()
+        key = keys.msgid(str(MSG_ID))
+        yield self.redis.execute_command("DEL", key)  # Redis lost its data
+        yield self.index.report(MSG_ID)
+        yield self.writer.flush()
+        ttl = yield self.redis.execute_command("PTTL", key)
+        self.assertTrue(0 < ttl <= 3600 * 1000)
+
+    @defer.inlineCallbacks
+    def test_report_of_another_processes_entry_is_counted_in_redis(self):
+        runs = self.counted_in_redis()
         other = MsgIdIndex(
             WriteBehind(self.redis, reactor), self.redis, reactor, ttl=3600
         )
         other.put(MSG_ID, ENTRY)
         yield other.writer.flush()
-        here = yield self.index.report(MSG_ID)
-        there = yield other.report(MSG_ID)
-        self.assertEqual((here, there), ((TEXT_ENTRY, True), (TEXT_ENTRY, False)))
+        first = self.index.report(MSG_ID)
+        second = self.index.report(MSG_ID + 1)  # unknown everywhere
+        self.assertEqual((yield first), (TEXT_ENTRY, True))
+        again = yield self.index.report(MSG_ID)
+        self.assertEqual(again, (TEXT_ENTRY, False))
+        self.assertEqual(len(runs), 2, "one script run per batch")
+        self.index.report_retry_delays = ()
+        self.assertEqual((yield second), (None, True))
+        exists = yield self.redis.execute_command("EXISTS", keys.msgid(str(MSG_ID + 1)))
+        self.assertEqual(exists, 0, "an unknown Msg_Id leaves no key")
+
+    @defer.inlineCallbacks
+    def test_a_stopped_channels_reports_are_counted_in_redis(self):
+        self.index.put(MSG_ID, ENTRY)
+        self.index.put(MSG_ID + 1, {**ENTRY, "channel": "c2"})
+        self.assertEqual((yield self.index.report(MSG_ID)), (TEXT_ENTRY, True))
+        yield self.writer.flush()
+
+        self.assertEqual(self.index.forget_channel("c1"), 1)
+        runs = self.counted_in_redis()
+        again = yield self.index.report(MSG_ID)
+        self.assertEqual(again, (TEXT_ENTRY, False), "the count written here")
+        self.assertEqual(len(runs), 1)
+        other_channel = yield self.index.report(MSG_ID + 1)
+        self.assertEqual(other_channel[1], True)
+        self.assertEqual(len(runs), 1, "c2's entries are still known here")
 
     @defer.inlineCallbacks
     def test_report_waits_for_another_processes_index_write(self):
@@ -140,14 +170,14 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
 
         class ScriptRedis:
             def eval(self, script, names, arguments):
-                runs.append((names, arguments[2:]))
+                runs.append(names)
                 return defer.succeed([[0] for _ in names])
 
         writer = WriteBehind(ScriptRedis(), clock)
         index = MsgIdIndex(writer, ScriptRedis(), clock, report_retry_delays=(1, 2, 4))
         result = index.report(42)
         clock.advance(0)
-        self.assertEqual(runs, [([keys.msgid("42")], ["0"])])
+        self.assertEqual(runs, [[keys.msgid("42")]])
         for delay in (1, 2):
             clock.advance(delay)
             clock.advance(0)
@@ -159,22 +189,25 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
 
     def test_old_entries_are_left_to_redis(self):
         clock = task.Clock()
-        flags = []
+        runs = []
 
         class ScriptRedis:
             def eval(self, script, names, arguments):
-                flags.extend(arguments[2:])
-                return defer.succeed([[1] for _ in names])
+                runs.append(names)
+                return defer.succeed([[2, "id", "007"] for _ in names])
 
         writer = WriteBehind(ScriptRedis(), clock, interval=60)
         index = MsgIdIndex(writer, ScriptRedis(), clock, ttl=100)
         index.put(1, ENTRY)
-        index.report(1)
+        fresh = index.report(1)
         clock.advance(0)
+        self.assertEqual(self.successResultOf(fresh), (TEXT_ENTRY, True))
+        self.assertEqual(runs, [])
         clock.advance(51)
-        index.report(1)
+        old = index.report(1)
         clock.advance(0)
-        self.assertEqual(flags, ["1", "0"], "past half its TTL: read from Redis")
+        self.assertEqual(runs, [[keys.msgid("1")]], "past half its TTL: Redis")
+        self.assertEqual(self.successResultOf(old), ({"id": "007"}, False))
 
 
 class HotPathTests(RedisIndexTestCase):
@@ -182,8 +215,7 @@ class HotPathTests(RedisIndexTestCase):
 
     @defer.inlineCallbacks
     def test_queued_by_the_caller_then_matched_with_callbacks(self):
-        serial = self.writer.queue_together(*self.index.put_commands(MSG_ID, ENTRY))
-        self.index.queued(MSG_ID, serial)
+        self.writer.queue_together(*self.index.put_commands(MSG_ID, ENTRY))
         yield self.writer.flush()
 
         answers = []

@@ -97,9 +97,6 @@ class FakeIndex:
         self.entries[msg_id] = entry
         return ()
 
-    def queued(self, msg_id: int, serial: int) -> None:
-        pass
-
 
 class ClockedWriter(FakeWriter):
     """A FakeWriter with a clock: sent records wait ``SENT_DELAY``."""
