@@ -307,8 +307,8 @@ class ChannelConnector(ResendRules, Service):
             unused = self._send(protocol, granted, now)
             protocol.flush()
             sent = True
-            if unused:
-                self.limiter.refund(unused)
+            # Counted from now, when they are written; the unsent given back.
+            self.limiter.settle(unused)
 
         if sent and len(ready) > 1:
             # Start with the next connection next time, so all share the load.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_ratelimit,tests.test_connector -*-
 """A channel's SUBMIT pacing: a schedule of due times on the injected clock (GCRA).
 
 Operators provision each account with a rate and answer "flow control" (SUBMIT_RESP

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,29 +27,56 @@ def most_within(times: list[float], span: float) -> int:
 
 
 def run(
-    bucket: TokenBucket, clock: Clock, seconds: float, lateness: float = 0.001
+    bucket: TokenBucket,
+    clock: Clock,
+    seconds: float,
+    lateness: float = 0.001,
+    sending: float = 0.0,
+    stalls: tuple[float, float] = (0.0, 0.0),
+    seed: int = 7,
+    settling: bool = True,
 ) -> list[float]:
-    """Pump like the connector on a reactor: take all that is due, then wake at
-    the next due time, or after 1 ms when something was sent, always late by a
-    random amount up to ``lateness``; return the time of every send."""
-    draw = random.Random(7).uniform
-    sent: list[float] = []
+    """Pump like the connector on a reactor; return the time each submit was
+    handed over.
+
+    Each turn takes all that is due, spends a random time up to ``sending``
+    writing it (then settles), and wakes at the next due time, or after 1 ms when
+    something was sent, always late by a random amount up to ``lateness``.
+    ``stalls`` is (chance per turn, longest): now and then the turn is late by a
+    random amount up to the longest, as after a garbage collection.  Without
+    ``settling`` the submits count as handed over when taken.
+    """
+    draw = random.Random(seed)
+    chance, longest = stalls
+    handed: list[float] = []
     end = clock.seconds() + seconds
     while clock.seconds() < end:
         granted = bucket.take(10**6)
-        sent += [clock.seconds()] * granted
+        if granted and settling:
+            clock.advance(draw.uniform(0, sending))
+            handed += [clock.seconds()] * granted
+            bucket.settle()
+        elif granted:
+            handed += [clock.seconds()] * granted
+            clock.advance(draw.uniform(0, sending))
         wait = 0.001 if granted else max(bucket.delay(), 0.001)
-        clock.advance(wait + draw(0, lateness))
-    return sent
+        if draw.random() < chance:
+            wait += draw.uniform(0, longest)
+        clock.advance(wait + draw.uniform(0, lateness))
+    return handed
 
 
 class RateTests(SynchronousTestCase):
     """Over a simulated run the channel keeps its rate and both of its rules."""
 
     def check(self, rate: float) -> None:
+        # Timers late by up to 0.5 ms, writes taking up to 0.2 ms, and a stall of
+        # up to 4 ms in one turn of 500.
         clock = Clock()
         bucket = TokenBucket(rate, clock)
-        sent = run(bucket, clock, 10.5)
+        sent = run(
+            bucket, clock, 10.5, lateness=0.0005, sending=0.0002, stalls=(0.002, 0.004)
+        )
 
         measured = [t for t in sent if t - sent[0] < 10]
         self.assertGreaterEqual(len(measured), 0.99 * rate * 10)
@@ -112,6 +141,78 @@ class RateTests(SynchronousTestCase):
         for _ in range(1000):
             self.assertEqual(bucket.take(16), 16)
             clock.advance(0.0004)
+
+
+class WindowRuleTests(SynchronousTestCase):
+    """No 100 ms of hand-over times ever holds more than ``rate / 10 + 1``."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        rate=st.floats(min_value=1, max_value=20000),
+        lateness=st.floats(min_value=0, max_value=0.005),
+        sending=st.floats(min_value=0, max_value=0.003),
+        chance=st.floats(min_value=0, max_value=0.2),
+        longest=st.floats(min_value=0, max_value=0.3),
+        settling=st.booleans(),
+        seed=st.integers(min_value=0, max_value=1000),
+    )
+    def test_any_rate_timers_writes_and_stalls(
+        self,
+        rate: float,
+        lateness: float,
+        sending: float,
+        chance: float,
+        longest: float,
+        settling: bool,
+        seed: int,
+    ) -> None:
+        clock = Clock()
+        bucket = TokenBucket(rate, clock)
+        handed = run(
+            bucket,
+            clock,
+            1.5,
+            lateness=lateness,
+            sending=sending,
+            stalls=(chance, longest),
+            seed=seed,
+            settling=settling,
+        )
+        self.assertLessEqual(most_within(handed, 0.1), window_limit(rate))
+
+    def test_a_slow_write_counts_from_when_it_ended(self) -> None:
+        # The first batch takes 4 ms to write: counted from its grant, the sends
+        # 100 ms after the grant would share a window with it.
+        clock = Clock()
+        bucket = TokenBucket(1000, clock)
+        first = bucket.take(10**6)
+        clock.advance(0.004)
+        bucket.settle()
+        handed = [clock.seconds()] * first
+        handed += run(bucket, clock, 0.3, lateness=0)
+        self.assertLessEqual(most_within(handed, 0.1), 101)
+
+    def test_settle_gives_back_the_unused(self) -> None:
+        clock = Clock()
+        bucket = TokenBucket(1000, clock)
+        self.assertEqual(bucket.take(100), 5)
+        bucket.settle(2)
+        self.assertEqual(bucket.take(100), 2)
+        bucket.settle(2)
+        self.assertEqual(bucket.take(100), 2)
+
+    def test_settle_after_the_grant_left_the_window(self) -> None:
+        # Settling a grant that already aged out of the log changes nothing.
+        clock = Clock()
+        bucket = TokenBucket(1000, clock)
+        granted = bucket.take(10**6)
+        clock.advance(0.2)
+        self.assertEqual(bucket.delay(), 0.0)
+        bucket.settle(granted)
+        bucket.settle()
+        handed = run(bucket, clock, 1.0, lateness=0.002)
+        self.assertLessEqual(most_within(handed, 0.1), 101)
+        self.assertGreaterEqual(len(handed), 0.99 * 1000 * 0.99)
 
 
 class DefaultTests(SynchronousTestCase):
