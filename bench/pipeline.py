@@ -149,6 +149,10 @@ class Events:
         self.last = "0-0"
         self.submits: dict[str, int] = {}
         self.reports: dict[str, int] = {}
+        # The gateway's share, per message id, as the events give it (ms):
+        # SUBMIT written -> answer read, and answer read -> report read.
+        self.answer_ms: dict[str, float] = {}
+        self.report_ms: dict[str, float] = {}
         self.refused: set[str] = set()
         # Ids with a report or a refusal since ``wait_for`` last looked.
         self.arrived: list[str] = []
@@ -168,11 +172,13 @@ class Events:
                 kind = fields.get("type")
                 if kind == "submit":
                     self.submits[fields["id"]] = millis(stream_id)
+                    self.answer_ms[fields["id"]] = float(fields["latency_ms"])
                     if fields.get("result") != "0":
                         self.refused.add(fields["id"])
                         self.arrived.append(fields["id"])
                 elif kind == "report":
                     self.reports[fields["id"]] = millis(stream_id)
+                    self.report_ms[fields["id"]] = float(fields["latency_ms"] or 0)
                     self.arrived.append(fields["id"])
                 self.last = stream_id
             if len(entries) < 20_000:
@@ -291,8 +297,17 @@ def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
     yield task.deferLater(reactor, arguments.report_delay + 0.2, lambda: None)
     missing = yield events.wait_for(ids, reactor, deadline + 5)
 
-    to_submit = [events.submits[k] - ids[k] for k in ids if k in events.submits]
-    to_report = [events.reports[k] - ids[k] for k in ids if k in events.reports]
+    submitted = [k for k in ids if k in events.submits]
+    reported = [k for k in submitted if k in events.reports]
+    to_submit = [events.submits[k] - ids[k] for k in submitted]
+    to_report = [events.reports[k] - ids[k] for k in reported]
+    # What the service adds: the same, without the gateway's answer time and,
+    # for reports, without the time until the gateway sent the report.
+    added_submit = [events.submits[k] - ids[k] - events.answer_ms[k] for k in submitted]
+    added_report = [
+        events.reports[k] - ids[k] - events.answer_ms[k] - events.report_ms[k]
+        for k in reported
+    ]
     delay_ms = arguments.report_delay * 1000
     return {
         "sent": len(ids),
@@ -301,6 +316,10 @@ def paced(reactor, redis: RawRedis, events: Events, arguments) -> Any:
         "submit_p99": percentile(to_submit, 0.99),
         "report_p50": percentile(to_report, 0.50) - delay_ms,
         "report_p99": percentile(to_report, 0.99) - delay_ms,
+        "added_submit_p50": percentile(added_submit, 0.50),
+        "added_submit_p99": percentile(added_submit, 0.99),
+        "added_report_p50": percentile(added_report, 0.50),
+        "added_report_p99": percentile(added_report, 0.99),
     }
 
 
@@ -470,6 +489,14 @@ def run(reactor, arguments) -> Any:
                 f"{latency['submit_p50']:.0f} ms p99 {latency['submit_p99']:.0f} ms; "
                 f"XADD->report event minus report delay p50 "
                 f"{latency['report_p50']:.0f} ms p99 {latency['report_p99']:.0f} ms"
+            )
+            print(
+                "    added by the service (the gateway's answer and report times, "
+                "from the events, taken out): XADD->submit event p50 "
+                f"{latency['added_submit_p50']:.1f} ms p99 "
+                f"{latency['added_submit_p99']:.1f} ms; XADD->report event p50 "
+                f"{latency['added_report_p50']:.1f} ms p99 "
+                f"{latency['added_report_p99']:.1f} ms"
             )
             yield service.stopService()
             service = None
