@@ -25,6 +25,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("simulator", ["--count", "100000", "--seconds", "20"]),
     ("engine", ["--count", "100000", "--seconds", "30"]),
     ("pipeline", ["--count", "20000", "--paced-count", "3000", "--seconds", "60"]),
+    ("pipeline", ["--count", "20000", "--paced-count", "0", "--window", "32"]),
     ("rate", []),
     ("scale", ["--channels", "1000", "--msgids", "100000", "--seconds", "60"]),
 ]
