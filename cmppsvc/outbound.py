@@ -12,9 +12,8 @@ the records and why they are atomic: ``cmppsvc.inflight``; what a restart does
 with them: ``cmppsvc.recovery``.
 
 Several destinations are sent as one SUBMIT each rather than as one
-mass-send SUBMIT, so that every Msg_Id maps to exactly one number. The
-concatenation reference of a long message is derived from its entry id, so
-a segment resent after a restart still joins the segments sent before it.
+mass-send SUBMIT, so that every Msg_Id maps to exactly one number. How an
+entry becomes its parts: ``cmppsvc.mtparts``.
 
 Long messages: each segment has its own Sequence_Id, Msg_Id, submit event and
 report; every segment's Msg_Id maps to the message (`id`, `segment`,
@@ -26,7 +25,6 @@ unknown and none failed.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -34,7 +32,6 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from cmppsvc.codec import Submit
 from cmppsvc.codec.longsms import MessageTooLong, split_message
 from cmppsvc.codec.msgid import msg_id_text
 from cmppsvc.connector import ChannelStopped, SubmitFailed, SubmitOutcome, SubmitUnknown
@@ -46,7 +43,13 @@ from cmppsvc.inflight import (
     queue_together,
 )
 from cmppsvc.latency import LatencyHistogram
-from cmppsvc.mtmessage import InvalidMessage, MTMessage, parse_mt_entry
+from cmppsvc.mtmessage import InvalidMessage, parse_mt_entry
+from cmppsvc.mtparts import (
+    Part,
+    PendingMessage,
+    build_parts,
+    concatenation_reference,
+)
 from cmppsvc.recovery import RESEND, UNKNOWN_REASON, Recovered
 
 log = Logger(namespace="cmppsvc.outbound")
@@ -55,38 +58,6 @@ log = Logger(namespace="cmppsvc.outbound")
 # before the channel stops reading its MT stream: enough to keep the window
 # full, few enough that a stop or crash has little to resolve.
 PARTS_PER_WINDOW_SLOT = 4
-
-
-def concatenation_reference(entry_id: str) -> int:
-    """The long-message reference of an entry: the same after a restart."""
-    return zlib.crc32(entry_id.encode("utf-8")) & 0xFFFF
-
-
-class _Part:
-    """One SUBMIT of an entry: a destination and a segment."""
-
-    __slots__ = ("index", "destination", "pdu", "resend", "seq", "record_text")
-
-    def __init__(self, index: int, destination: str, pdu: Submit) -> None:
-        self.index = index
-        self.destination = destination
-        self.pdu = pdu
-        self.resend = False
-        self.seq: int | None = None
-        # The intended record as JSON: the sent record is this plus the
-        # Sequence_Id and send time.
-        self.record_text = ""
-
-
-class _PendingMessage:
-    """An MT entry whose parts do not all have outcomes yet."""
-
-    __slots__ = ("message", "parts", "parts_left")
-
-    def __init__(self, message: MTMessage, parts: int) -> None:
-        self.message = message
-        self.parts = parts
-        self.parts_left = parts
 
 
 class OutboundFlow:
@@ -167,7 +138,7 @@ class OutboundFlow:
 
     def _start(
         self, entry_id: str, fields: dict[str, str]
-    ) -> tuple[_PendingMessage, list[_Part]] | None:
+    ) -> tuple[PendingMessage, list[Part]] | None:
         """Parse and split one entry; its parts to send (None: nothing)."""
         config = self._config
         recorded = self._recovered.take(entry_id) or {}
@@ -185,10 +156,10 @@ class OutboundFlow:
             self._refuse(entry_id, fields, error, recorded)
             return None
 
-        parts = self._parts(message, segments)
-        pending = _PendingMessage(message, len(parts))
-        to_send: list[_Part] = []
-        to_resolve: list[tuple[_Part, dict]] = []
+        parts = build_parts(self._config, message, segments)
+        pending = PendingMessage(message, len(parts))
+        to_send: list[Part] = []
+        to_resolve: list[tuple[Part, dict]] = []
         for part in parts:
             record = recorded.get(part.index)
             if record is None:
@@ -212,32 +183,7 @@ class OutboundFlow:
             self._resolve_unknown(pending, part, record)
         return (pending, to_send) if to_send else None
 
-    def _parts(self, message: MTMessage, segments: list) -> list[_Part]:
-        config = self._config
-        source = config.number + message.extension
-        parts = []
-        for destination in message.destinations:
-            for segment in segments:
-                pdu = Submit(
-                    pk_total=segment.pk_total,
-                    pk_number=segment.pk_number,
-                    registered_delivery=1 if config.reports_wanted else 0,
-                    msg_level=config.msg_level,
-                    service_id=config.service_id,
-                    fee_user_type=config.fee_user_type,
-                    tp_udhi=segment.tp_udhi,
-                    msg_fmt=segment.msg_fmt,
-                    msg_src=config.corp_id,
-                    fee_type=config.fee_type,
-                    fee_code=config.fee_code,
-                    src_id=source,
-                    dest_terminal_ids=(destination,),
-                    msg_content=segment.content,
-                )
-                parts.append(_Part(len(parts), destination, pdu))
-        return parts
-
-    def _record(self, pending: _PendingMessage, part: _Part) -> dict:
+    def _record(self, pending: PendingMessage, part: Part) -> dict:
         record = {
             "id": pending.message.message_id,
             "to": part.destination,
@@ -250,7 +196,7 @@ class OutboundFlow:
         return record
 
     def _send_when_recorded(
-        self, started: list[tuple[_PendingMessage, list[_Part]]]
+        self, started: list[tuple[PendingMessage, list[Part]]]
     ) -> None:
         entries = []
         for pending, parts in started:
@@ -280,7 +226,7 @@ class OutboundFlow:
             for part in parts:
                 self._send(pending, part, record)
 
-    def _send(self, pending: _PendingMessage, part: _Part, record: dict) -> None:
+    def _send(self, pending: PendingMessage, part: Part, record: dict) -> None:
         entry_id = pending.message.entry_id
 
         def seq_assigned(seq: int) -> None:
@@ -302,7 +248,7 @@ class OutboundFlow:
             seq_assigned,
         )
 
-    def _event(self, part: _Part, record: dict, **fields: Any) -> dict:
+    def _event(self, part: Part, record: dict, **fields: Any) -> dict:
         event = {
             "type": "submit",
             "channel": self._config.channel_id,
@@ -317,7 +263,7 @@ class OutboundFlow:
         return event
 
     def _answered(
-        self, outcome: SubmitOutcome, pending: _PendingMessage, part: _Part, record
+        self, outcome: SubmitOutcome, pending: PendingMessage, part: Part, record
     ) -> None:
         # The hot path: the event's XADD is built as one tuple (no dict), and
         # the Msg_Id index entry, the event and the done mark (or the
@@ -383,7 +329,7 @@ class OutboundFlow:
         self._finish_part(pending, part, commands)
 
     def _failed(
-        self, error: Exception, pending: _PendingMessage, part: _Part, record
+        self, error: Exception, pending: PendingMessage, part: Part, record
     ) -> None:
         if isinstance(error, ChannelStopped):
             # Never sent (or refused with flow control): safe to send later.
@@ -429,7 +375,7 @@ class OutboundFlow:
         self._part_done(pending, part, event)
 
     def _resolve_unknown(
-        self, pending: _PendingMessage, part: _Part, record: dict
+        self, pending: PendingMessage, part: Part, record: dict
     ) -> None:
         """A part in flight before the restart, under the `unknown` policy."""
         self.counters["unknown"] += 1
@@ -446,11 +392,11 @@ class OutboundFlow:
         )
         self._part_done(pending, part, event)
 
-    def _part_done(self, pending: _PendingMessage, part: _Part, event: dict) -> None:
+    def _part_done(self, pending: PendingMessage, part: Part, event: dict) -> None:
         self._finish_part(pending, part, [event_command(self._events, event)])
 
     def _finish_part(
-        self, pending: _PendingMessage, part: _Part, commands: list[tuple]
+        self, pending: PendingMessage, part: Part, commands: list[tuple]
     ) -> int:
         """Queue the part's outcome ``commands`` with its done mark (or, for
         the entry's last part, the deletion of its records and the XACK) as
@@ -468,7 +414,7 @@ class OutboundFlow:
             )
         return queue_together(self._writer, *commands)
 
-    def _drop_sent(self, pending: _PendingMessage, part: _Part) -> None:
+    def _drop_sent(self, pending: PendingMessage, part: Part) -> None:
         """The part's field is about to be overwritten by its done mark or
         deleted, in an item queued now: a sent record not written yet need
         not be written at all. Should the process die before the later item
@@ -477,14 +423,14 @@ class OutboundFlow:
         recovered event lacks the Sequence_Id."""
         self._inflight.drop_sent(pending.message.entry_id, part.index)
 
-    def _completion(self, pending: _PendingMessage) -> tuple[tuple, tuple]:
+    def _completion(self, pending: PendingMessage) -> tuple[tuple, tuple]:
         entry_id = pending.message.entry_id
         return (
             self._inflight.delete_command(entry_id, range(pending.parts)),
             self._ack_command(entry_id),
         )
 
-    def _abandon(self, pending: _PendingMessage, indexes: list[int], unsent: bool):
+    def _abandon(self, pending: PendingMessage, indexes: list[int], unsent: bool):
         """Parts left for the next start: not sent, or sent and unanswered."""
         self._parts_finished(len(indexes))
         if unsent:
