@@ -16,8 +16,8 @@ from cmppsvc.connector import ChannelStopped, SubmitOutcome, SubmitUnknown
 from cmppsvc.events import EventWriter
 from cmppsvc.inflight import SENT_DELAY, InFlightStore, part_field
 from cmppsvc.latency import LatencyHistogram
-from cmppsvc.mtqueue import ack_command
 from cmppsvc.mtparts import concatenation_reference
+from cmppsvc.mtqueue import ack_command
 from cmppsvc.outbound import OutboundFlow
 from cmppsvc.recovery import RESEND, UNKNOWN, Recovered
 from tests.endtoend import fixture_records
