@@ -5,10 +5,10 @@ Stores queue Redis commands and go on; the pipeline sends them in order, as
 batches, and keeps a batch until Redis has taken it. Per message a channel
 writes several commands (in-flight record, Msg_Id index, event, XACK), so the
 cost per command decides throughput. A batch therefore goes out as ONE command:
-an EVAL of a small Lua script that runs the queued commands one by one. Each
-command is encoded to RESP once, when queued; a batch is one transport write and
-one reply, with no Deferred per command. A side effect is that a batch is
-applied atomically: Redis runs all of it or none of it.
+an EVAL of a small Lua script that runs the queued commands one by one
+(``cmppsvc.redisbatch``). Each command is encoded to RESP once, when queued; a
+batch is one transport write and one reply, with no Deferred per command. A side
+effect is that a batch is applied atomically: Redis runs all of it or none of it.
 
 Delivery is at least once: when a connection is lost after Redis ran a batch
 but before its reply arrived, the batch is sent again.
@@ -17,12 +17,18 @@ but before its reply arrived, the batch is sent again.
 from collections import deque
 from collections.abc import Callable
 
-import txredisapi
-from hiredis import pack_command
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from cmppsvc.redisbatch import (
+    batch_command,
+    command_names,
+    connection_of,
+    encode_command,
+    encode_commands,
+    send_raw,
+)
 from cmppsvc.redisoutage import failure_text
 
 #: Default flush triggers: this many commands queued, or this many seconds
@@ -47,123 +53,12 @@ RETRY_MAX = 5.0
 #: Seconds to wait for the reply of one batch before treating it as lost.
 REPLY_TIMEOUT = 30.0
 
-# Runs the batch: ARGV is, per command, its argument count then its arguments.
-# A command that fails (wrong type, bad argument) does not stop the others; its
-# position and error come back so the caller can log it. The shebang makes Redis
-# refuse the whole script up front when out of memory or read-only: the batch
-# then fails untouched and is retried as a whole.
-BATCH_SCRIPT = b"""#!lua
-local failed = {}
-local position = 1
-local index = 0
-local total = #ARGV
-while position <= total do
-  local size = tonumber(ARGV[position])
-  index = index + 1
-  local reply = redis.pcall(unpack(ARGV, position + 1, position + size))
-  if type(reply) == 'table' and reply.err then
-    failed[#failed + 1] = index
-    failed[#failed + 1] = reply.err
-  end
-  position = position + size + 1
-end
-return failed
-"""
-
-_BATCH_HEADER = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (
-    len(BATCH_SCRIPT),
-    BATCH_SCRIPT,
-)
-
-
 # What a cancelled item is replaced by: no command, so serials stay in place.
 _CANCELLED = (b"", 0)
 
 
 class WriteBehindFull(RuntimeError):  # noqa: N818 (reads as a state)
     """The write-behind queue reached its limit (Redis away or too slow)."""
-
-
-def encode_command(arguments: tuple | list) -> tuple[bytes, int]:
-    """RESP of one queued command: its argument count, then its arguments.
-
-    Returns the bytes and how many RESP arguments they hold. Arguments are
-    str, bytes, int or float (floats as ``repr``); others raise ``TypeError``.
-    """
-    # hiredis encodes in C, about twice as fast as Python: this runs for every
-    # argument written. Its array header is dropped: the batch has its own.
-    try:
-        packed = pack_command((len(arguments), *arguments))
-    except TypeError:
-        packed = pack_command((len(arguments), *map(_plain, arguments)))
-    return packed[packed.index(b"\n") + 1 :], len(arguments) + 1
-
-
-def encode_commands(commands) -> tuple[bytes, int]:
-    """RESP of several queued commands, as ``encode_command`` of each one
-    joined, in ONE hiredis call (the per-call cost dominates for small
-    commands): returns the bytes and how many RESP arguments they hold."""
-    flat = []
-    for arguments in commands:
-        flat.append(len(arguments))
-        flat += arguments
-    try:
-        packed = pack_command(tuple(flat))
-    except TypeError:
-        packed = pack_command(tuple(map(_plain, flat)))
-    return packed[packed.index(b"\n") + 1 :], len(flat)
-
-
-def _plain(value):
-    # bool and other int subclasses are sent as their number
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, str | bytes | float):
-        return value
-    raise TypeError(f"cannot send {type(value).__name__} to Redis")
-
-
-def _command_names(encoded: bytes) -> list[bytes]:
-    """The name of each command in encoded batch commands (``encode_command``
-    output joined): the Lua script's command positions count commands, not
-    queue items (an item may hold several, a cancelled one none)."""
-    names = []
-    position = 0
-    end = len(encoded)
-
-    def bulk():
-        nonlocal position
-        line_end = encoded.index(b"\r\n", position)
-        size = int(encoded[position + 1 : line_end])
-        start = line_end + 2
-        position = start + size + 2
-        return encoded[start : start + size]
-
-    while position < end:
-        count = int(bulk())
-        names.append(bulk())
-        for _ in range(count - 1):
-            bulk()
-    return names
-
-
-def connection_of(redis) -> defer.Deferred:
-    """The txredisapi protocol instance to write a batch on."""
-    if isinstance(redis, txredisapi.ConnectionHandler):
-        return redis._factory.getConnection(peek=True)
-    return defer.succeed(redis)
-
-
-def send_raw(connection, command: bytes) -> defer.Deferred:
-    """Write one command already encoded as RESP on a txredisapi connection
-    (from ``connection_of``); fires with its reply."""
-    # txredisapi has no public way to send pre-encoded bytes. Its own
-    # execute_command does exactly this: write, then take the next reply from
-    # the reply queue; doing both in one step keeps replies matched.
-    if not connection.connected:
-        raise txredisapi.ConnectionError("Not connected")
-    connection.transport.write(command)
-    return connection.replyQueue.get().addCallback(connection.handle_reply)
 
 
 class WriteBehind:
@@ -401,7 +296,7 @@ class WriteBehind:
             self._batch = self._take()
 
         parts, count, size = self._batch
-        command = b"*%d\r\n%b%b" % (count + 3, _BATCH_HEADER, b"".join(parts))
+        command = batch_command(parts, count)
         d = connection_of(self.redis)
         d.addCallback(send_raw, command)
         d.addTimeout(self.reply_timeout, self.clock)
@@ -455,7 +350,7 @@ class WriteBehind:
         # is a bug or bad data, retrying would fail the same way.
         if not failed:
             return
-        names = _command_names(b"".join(self._batch[0]))
+        names = command_names(b"".join(self._batch[0]))
         for position in range(0, len(failed), 2):
             index, error = failed[position], failed[position + 1]
             index = int(index) - 1

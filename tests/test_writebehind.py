@@ -4,7 +4,8 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from cmppsvc.writebehind import WriteBehind, WriteBehindFull, encode_command
+from cmppsvc.redisbatch import encode_command
+from cmppsvc.writebehind import WriteBehind, WriteBehindFull
 from tests.redisserver import start_redis
 
 
