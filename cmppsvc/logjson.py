@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_runtime -*-
+# -*- test-case-name: tests.test_logjson -*-
 """Flat JSON log lines, one object per event, for the operators' log tools.
 
 Twisted's own JSON observer keeps its internal keys (`log_format`,
@@ -31,7 +31,8 @@ def flatten_event(event: dict[str, Any]) -> dict[str, Any]:
             if timestamp
             else None
         ),
-        "level": level.name if isinstance(level, LogLevel) else str(level),
+        # The levels are NamedConstants: their name is what log tools expect.
+        "level": getattr(level, "name", None) or str(level),
         "module": event.get("log_namespace", ""),
         "msg": formatEvent(event),
     }
