@@ -30,6 +30,7 @@ from cmppsvc.configschema import (
     SRC_ID_LENGTH,
     ChannelConfig,
     convert_field,
+    is_secret_field,
     record_fields,
 )
 from cmppsvc.configtext import parse_redis_cli_script, rewrite_record_gateway
@@ -89,6 +90,20 @@ def _load_json(channel_id: str, raw: bytes | str | None) -> dict[str, Any]:
     return data
 
 
+def _without_secrets(error: ChannelConfigError, data: dict) -> ChannelConfigError:
+    """``error`` with the record's secrets (the password, ...) blanked out of its
+    reason: a refused value is quoted there, and a password typed into the
+    wrong field must not reach the log and the status hash that way."""
+    reason = error.reason
+    for name, value in data.items():
+        if isinstance(value, str) and value and is_secret_field(name):
+            for shown in {value, repr(value)[1:-1]}:
+                reason = reason.replace(shown, "***")
+    if reason == error.reason:
+        return error
+    return ChannelConfigError(error.channel_id, error.field, reason)
+
+
 def _refuse_constant(name: str) -> Any:
     """json.loads hook: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not a JSON number")
@@ -108,7 +123,12 @@ def parse_channel_record(channel_id: str, raw: bytes | str) -> ChannelConfig:
         names = (field.metadata["record"], *field.metadata["aliases"])
         present = [name for name in names if name in data]
         if present:
-            values[field.name] = convert_field(channel_id, present[0], data[present[0]])
+            try:
+                values[field.name] = convert_field(
+                    channel_id, present[0], data[present[0]]
+                )
+            except ChannelConfigError as error:
+                raise _without_secrets(error, data) from None
         elif field.default is attrs.NOTHING:
             raise ChannelConfigError(channel_id, names[0], "missing")
 

@@ -59,6 +59,11 @@ def _field(record: str, convert, doc: str, default: Any = attrs.NOTHING, **kwarg
     return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
+def is_secret_field(name: str) -> bool:
+    """Whether a record field's value is a secret (a password, a key...)."""
+    return _SECRET_NAME.search(name) is not None
+
+
 def _extra_repr(extra: Mapping[str, Any]) -> str:
     """Unknown fields by name only: their values are nobody's business here."""
     return f"<{len(extra)} unknown fields: {', '.join(sorted(extra))}>"
@@ -400,7 +405,7 @@ class ChannelConfig:
                 continue
             shown[name] = getattr(self, field.name)
         for name, value in self.extra.items():
-            if name not in shown and not _SECRET_NAME.search(name):
+            if name not in shown and not is_secret_field(name):
                 shown[name] = value
         shown["rate"] = self.rate
         return shown

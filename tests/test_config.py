@@ -313,6 +313,24 @@ class PasswordTests(SynchronousTestCase):
             self.assertNotIn(SECRET, str(error))
             self.assertNotIn(SECRET, repr(error))
 
+    def test_not_in_errors_of_other_fields(self):
+        # The password typed into the wrong field as well: the refused value
+        # is quoted in the reason, the password blanked out of it.
+        for field, value in (
+            ("cmppVersion", SECRET),
+            ("restartPolicy", f"x{SECRET}y"),
+            ("gatewayPort", SECRET),
+        ):
+            error = self.assertRaises(
+                ChannelConfigError,
+                parse_channel_record,
+                "c1",
+                minimal(passpwd=SECRET, **{field: value}),
+            )
+            self.assertEqual(error.field, field)
+            self.assertNotIn(SECRET, str(error))
+            self.assertIn("***", error.reason)
+
     def test_not_in_json_errors(self):
         raw = b'{"passpwd": "' + SECRET.encode() + b'", "account": }'
         error = self.assertRaises(ChannelConfigError, parse_channel_record, "c", raw)
