@@ -143,7 +143,28 @@ class ChannelCollection(LeaseCoordination, Service):
         ``cmppsvc:stopped`` by its sender): re-check the channel."""
         if command.channel is None:
             return self.rescan()
-        return self.reconcile(command.channel)
+        checked = self.reconcile(command.channel)
+        checked.addCallback(lambda _: self._warn_if_no_record(command))
+        return checked
+
+    @defer.inlineCallbacks
+    def _warn_if_no_record(self, command: Command):
+        # A mistyped id would otherwise be ignored without a word.
+        if command.channel in self._channels or command.channel in self.broken:
+            return
+        try:
+            exists = yield self._stores.redis.execute_command(
+                "EXISTS", keys.channel_info(command.channel)
+            )
+        except Exception:
+            return
+        if not exists:
+            log.warn(
+                "control command for a channel without a record "
+                "action={action} channel={channel}",
+                action=command.action,
+                channel=command.channel,
+            )
 
     def status(self) -> list[dict[str, Any]]:
         """This process's view: its channels, broken and stopped records."""
@@ -313,7 +334,10 @@ class ChannelCollection(LeaseCoordination, Service):
         if running is not None:
             if same_config(running.config, config):
                 return
-            log.info("channel record changed, restarting channel={c}", c=channel_id)
+            log.info(
+                "channel record changed, restarting channel={channel}",
+                channel=channel_id,
+            )
             yield self._stop(channel_id, "record changed", release=False)
 
         if not self.running or not (yield self.leases.acquire(channel_id)):
@@ -410,9 +434,10 @@ class ChannelCollection(LeaseCoordination, Service):
         left = yield channel.forget()
         if left:
             log.warn(
-                "manual stop keeps {left} unresolved in-flight entries channel={c}",
+                "manual stop keeps {left} unresolved in-flight entries "
+                "channel={channel}",
                 left=left,
-                c=channel.config.channel_id,
+                channel=channel.config.channel_id,
             )
 
     # -- helpers ---------------------------------------------------------------

@@ -132,9 +132,9 @@ class LeaseCoordination:
             return
         if claimed:
             log.info(
-                "claimed {count} MT entries left by another process channel={c}",
+                "claimed {count} MT entries left by another process channel={channel}",
                 count=claimed,
-                c=channel_id,
+                channel=channel_id,
             )
 
     @defer.inlineCallbacks

@@ -8,7 +8,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from cmppsvc import keys
-from cmppsvc.commands import publish_command
+from cmppsvc.commands import Command, publish_command
 from cmppsvc.status import read as read_status
 from tests.endtoend import read_events, wait_for
 from tests.redisserver import start_redis
@@ -258,3 +258,20 @@ class QuietRescanTests(TestCase):
             yield service.collection.rescan()
         [line] = checked_lines(events)
         self.assertEqual((line["records"], line["broken"]), (2, 1))
+
+    @defer.inlineCallbacks
+    def test_a_command_for_a_channel_without_a_record_is_reported(self):
+        server, redis = yield start_redis(self)
+        simulator, port = yield start_simulator(self, ["a0"])
+        good, missing = channel_ids(2)
+        yield redis.set(keys.channel_info(good), record(good, "a0", port))
+        service = yield start_service(self, server, rescan_interval=60.0)
+        yield wait_for(lambda: simulator.logged_in("a0"))
+
+        with capturedLogs() as events:
+            yield service.collection.handle_command(Command("stop", missing))
+            yield service.collection.handle_command(Command("reload", good))
+        warnings = [e for e in events if "without a record" in e["log_format"]]
+        self.assertEqual(
+            [(e["action"], e["channel"]) for e in warnings], [("stop", missing)]
+        )
