@@ -31,6 +31,12 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 
 from cmppsvc.redisprotocol import FastRedisProtocol, FastSentinelFactory
 
+#: Reconnect delays after a lost connection (seconds): the first, and the
+#: ceiling. txredisapi's default ceiling, 10 s, kept the service away from a
+#: Redis that was back for that long, past the channels' lease margin.
+RECONNECT_INITIAL = 0.1
+RECONNECT_MAX = 1.0
+
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 
@@ -330,6 +336,8 @@ def connect_redis(
         name, dbid, pool_size, isLazy=True, handler=handler, **options
     )
     factory.protocol = FastRedisProtocol
+    factory.initialDelay = RECONNECT_INITIAL
+    factory.maxDelay = RECONNECT_MAX
     factory.startConnecting(endpoint)
     return factory.handler
 

@@ -100,3 +100,7 @@ class FastSentinelFactory(txredisapi.SentinelConnectionFactory):
     """txredisapi's Sentinel connection factory with ``FastSentinelProtocol``."""
 
     protocol = FastSentinelProtocol
+
+    # Reconnect soon after a failover (txredisapi's ceiling is 10 s). The
+    # ceiling is also its connect timeout to a master, so not below 2 s.
+    maxDelay = 2.0

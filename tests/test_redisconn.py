@@ -240,6 +240,14 @@ class ConnectMemoryTests(TestCase):
         self.assertEqual(factory.dbid, 2)
         self.assertFalse(factory.convertNumbers)
 
+    def test_reconnects_within_a_second(self):
+        reactor = MemoryReactorClock()
+        connection = connect_redis("redis://127.0.0.1:16379", reactor)
+        self.addCleanup(connection.disconnect)
+        factory = connection._factory
+        # txredisapi draws each delay around these, with some jitter.
+        self.assertEqual((factory.initialDelay, factory.maxDelay), (0.1, 1.0))
+
     def test_unix_endpoint(self):
         reactor = MemoryReactorClock()
         connection = connect_redis(parse_redis_url("unix:///tmp/x.sock"), reactor)
