@@ -1,4 +1,4 @@
-"""Turn trial's closing summary into one line: "N passed, N failed, N skipped".
+"""Turn trial's closing summary into one last line: "N passed, N failed".
 
 Usage: summarize_trial.py LOG LINT_FAILED TRIAL_STATUS. Exits non-zero when
 anything failed, when trial exited non-zero, or when no test ran at all.
@@ -29,7 +29,9 @@ def main(log_path: str, lint_failed: str, trial_status: str) -> int:
     if not counts or int(trial_status) != 0:
         failed = max(failed, 1)
 
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    if skipped:
+        print(f"{skipped} skipped")
+    print(f"{passed} passed, {failed} failed")
     return 1 if failed or passed == 0 else 0
 
 
