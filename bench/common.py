@@ -278,3 +278,20 @@ def channel_record(
             "windowstats": False,
         }
     )
+
+
+def start_service(reactor, local) -> object:
+    """A started CmppService on a benchmark's private Redis (a ``LocalRedis``),
+    consumer "bench", loopback channels only."""
+    from cmppsvc.guard import loopback_only
+    from cmppsvc.redisconn import RedisAddress
+    from cmppsvc.runtime import CmppService
+
+    service = CmppService(
+        RedisAddress.from_url(local.url),
+        reactor,
+        consumer_name="bench",
+        config_filter=loopback_only,
+    )
+    service.startService()
+    return service

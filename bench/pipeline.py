@@ -51,12 +51,11 @@ from bench.common import (
     process_cpu,
     profiled,
     react,
+    start_service,
 )
 from cmppsvc import keys
-from cmppsvc.guard import loopback_only
 from cmppsvc.localredis import LocalRedis
 from cmppsvc.owner import READY
-from cmppsvc.redisconn import RedisAddress
 from cmppsvc.runtime import CmppService
 
 CHANNEL = "7377309771234304"
@@ -268,7 +267,7 @@ def throughput(reactor, redis: RawRedis, arguments, local, simulator) -> Any:
     pids = (int(info.split("process_id:", 1)[1].split()[0]), simulator.child.pid)
     stats_before = command_stats((yield redis.call("INFO", "commandstats")))
     cpu_before = (process_cpu(), *(child_cpu(pid) for pid in pids))
-    service = yield start_service(reactor, local)
+    service = yield ready_service(reactor, local)
     figures = yield draining
     cpu_after = (process_cpu(), *(child_cpu(pid) for pid in pids))
     stats_after = command_stats((yield redis.call("INFO", "commandstats")))
@@ -289,17 +288,11 @@ def throughput(reactor, redis: RawRedis, arguments, local, simulator) -> Any:
 
 
 @defer.inlineCallbacks
-def start_service(reactor, local) -> Any:
+def ready_service(reactor, local) -> Any:
     """A CmppService on the private Redis; fires with it once the channel is
     logged in."""
     started = time.monotonic()
-    service = CmppService(
-        RedisAddress.from_url(local.url),
-        reactor,
-        consumer_name="bench",
-        config_filter=loopback_only,
-    )
-    service.startService()
+    service = start_service(reactor, local)
     yield service.whenStarted()
     yield wait_ready(reactor, service, 20)
     service.ready_seconds = time.monotonic() - started

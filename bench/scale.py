@@ -35,12 +35,11 @@ from bench.common import (
     profiled,
     react,
     rss_megabytes,
+    start_service,
 )
-from cmppsvc.guard import loopback_only
 from cmppsvc.localredis import LocalRedis
 from cmppsvc.msgindex import MsgIdIndex
 from cmppsvc.owner import READY
-from cmppsvc.redisconn import RedisAddress
 from cmppsvc.runtime import CmppService
 from cmppsvc.writebehind import WriteBehind
 
@@ -75,18 +74,6 @@ def wait_until(reactor, condition, seconds: float, step: float = 0.01):
             return False
         yield task.deferLater(reactor, step, lambda: None)
     return True
-
-
-def start_service(reactor, local: LocalRedis) -> CmppService:
-    """A CmppService on the bench Redis, loopback channels only."""
-    service = CmppService(
-        RedisAddress.from_url(local.url),
-        reactor,
-        consumer_name="bench",
-        config_filter=loopback_only,
-    )
-    service.startService()
-    return service
 
 
 @defer.inlineCallbacks
