@@ -221,19 +221,25 @@ class ChannelService(Service):
             )
         )
 
-    def _refuse_unreadable(self, entry_id: str, reason: str) -> None:
+    def _refuse_unreadable(self, entry_id: str, reason: str, message_id: str) -> None:
         """An MT entry the reader could not take (not UTF-8, too large): a
-        `failed` event that says why, then the acknowledgement behind it."""
+        `failed` event that says why, under the caller's `id` when readable
+        (`message_id`, else the entry id), then the acknowledgement behind it."""
         channel_id = self.config.channel_id
         if self.outbound is not None:
             self.outbound.counters["failed"] += 1
         self._stores.events.emit(
-            {"type": "failed", "channel": channel_id, "id": entry_id, "reason": reason}
+            {
+                "type": "failed",
+                "channel": channel_id,
+                "id": message_id,
+                "reason": reason,
+            }
         )
         log.warn(
             "message refused channel={channel} id={id} reason={reason}",
             channel=channel_id,
-            id=entry_id,
+            id=message_id,
             reason=reason,
         )
         self._stores.mt_reader.ack(channel_id, [entry_id])

@@ -19,8 +19,16 @@ MAX_DESTINATIONS = 100
 MAX_TEXT_CHARACTERS = 10_000
 MAX_ID_LENGTH = 128
 
+#: Longest `to` that is split: per number a "+", 21 digits, the comma and room
+#: for spaces around it.
+MAX_TO_CHARACTERS = MAX_DESTINATIONS * 32
+
 _NUMBER = re.compile(r"\+?[0-9]{1,21}")
 _EXTENSION = re.compile(r"[0-9]{0,20}")
+# A part of `to` between commas, and what makes it more than blanks: counting
+# the parts a split would keep, in linear time and without copying them.
+_PART = re.compile(r"[^,]+")
+_NOT_BLANK = re.compile(r"\S")
 
 
 class InvalidMessage(ValueError):
@@ -60,8 +68,10 @@ def parse_mt_entry(
     channel allows, and the whole source number must fit Src_Id (21 bytes).
     """
     message_id = fields.get("id") or entry_id
-    if len(message_id) > MAX_ID_LENGTH:
-        raise InvalidMessage("id", f"{len(message_id)} characters, at most 128")
+    if not is_valid_message_id(message_id):
+        raise InvalidMessage(
+            "id", f"{len(message_id)} characters, at most {MAX_ID_LENGTH}"
+        )
 
     destinations = _parse_destinations(fields.get("to", ""))
     text = fields.get("text")
@@ -90,19 +100,45 @@ def parse_mt_entry(
     return MTMessage(entry_id, message_id, destinations, text, extension)
 
 
+def is_valid_message_id(value: str) -> bool:
+    """Whether `value` may stand as the caller's `id` in events (non-empty,
+    at most MAX_ID_LENGTH characters)."""
+    return 0 < len(value) <= MAX_ID_LENGTH
+
+
 def _parse_destinations(raw: str) -> tuple[str, ...]:
     """Split `to` on commas, trim spaces, check each number."""
-    if len(raw) > MAX_DESTINATIONS * 23:
-        raise InvalidMessage("to", f"{len(raw)} characters is too long")
+    if len(raw) > MAX_TO_CHARACTERS:
+        # Not split (the parts would be allocated); the numbers are counted in
+        # place, so a list of too many numbers is refused for that.
+        count = _count_numbers(raw)
+        if count > MAX_DESTINATIONS:
+            raise _too_many_numbers(count)
+        raise InvalidMessage(
+            "to", f"{len(raw)} characters, at most {MAX_TO_CHARACTERS}"
+        )
 
     numbers = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not numbers:
         raise InvalidMessage("to", "missing or empty")
     if len(numbers) > MAX_DESTINATIONS:
-        raise InvalidMessage(
-            "to", f"{len(numbers)} numbers, at most {MAX_DESTINATIONS} per entry"
-        )
+        raise _too_many_numbers(len(numbers))
     for number in numbers:
         if not _NUMBER.fullmatch(number):
             raise InvalidMessage("to", f"{number!r} is not a phone number")
     return numbers
+
+
+def _count_numbers(raw: str) -> int:
+    """How many numbers splitting `raw` would give, without splitting it."""
+    return sum(
+        1
+        for part in _PART.finditer(raw)
+        if _NOT_BLANK.search(raw, part.start(), part.end())
+    )
+
+
+def _too_many_numbers(count: int) -> InvalidMessage:
+    return InvalidMessage(
+        "to", f"{count} numbers, at most {MAX_DESTINATIONS} per entry"
+    )

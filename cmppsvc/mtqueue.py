@@ -69,7 +69,7 @@ class _Channel:
     key: str
     deliver: Callable[[list[Entry]], None]
     capacity: Callable[[], int]
-    reject: Callable[[EntryId, str], None] | None
+    reject: Callable[[EntryId, str, str], None] | None
     pending_done: Callable[[], None] | None = None
     group_ready: bool = False
     # "0"-based cursor through this consumer's own pending entries, then ">".
@@ -128,17 +128,19 @@ class MTReader:
         channel_id: str,
         deliver: Callable[[list[Entry]], None],
         capacity: Callable[[], int],
-        reject: Callable[[EntryId, str], None] | None = None,
+        reject: Callable[[EntryId, str, str], None] | None = None,
         pending_done: Callable[[], None] | None = None,
     ) -> None:
         """Read the MT stream of ``channel_id``.
 
         ``deliver(entries)`` receives [(entry id, {field: text}), ...], never
         more than ``capacity()`` at a time; this consumer's own pending entries
-        (from before a restart) come first. ``reject(entry id, reason)`` receives
-        bad entries (not UTF-8, too large); without it they are logged and
-        acknowledged. ``pending_done()`` is called once every pending entry
-        has been handed over (the restart recovery resolves what is left then).
+        (from before a restart) come first. ``reject(entry id, reason,
+        message id)`` receives bad entries (not UTF-8, too large) with the
+        caller's `id`, or the entry id when it had no readable one; without it
+        they are logged and acknowledged. ``pending_done()`` is called once
+        every pending entry has been handed over (the restart recovery resolves
+        what is left then).
         """
         self._channels[channel_id] = _Channel(
             channel_id,
@@ -426,19 +428,21 @@ class MTReader:
             try:
                 good.append((entry_id, decode_entry(fields, self.max_entry_bytes)))
             except ValueError as error:
-                self._reject(channel, entry_id, str(error))
+                message_id = getattr(error, "message_id", None) or entry_id
+                self._reject(channel, entry_id, str(error), message_id)
         if good:
             channel.deliver(good)
         return len(entries or ())
 
-    def _reject(self, channel: _Channel, entry_id: str, reason: str):
+    def _reject(self, channel: _Channel, entry_id: str, reason: str, message_id: str):
         if channel.reject is not None:
-            channel.reject(entry_id, reason)
+            channel.reject(entry_id, reason, message_id)
             return
         self.log.warn(
-            "dropping a bad MT entry channel={channel} entry={entry}: {reason}",
+            "dropping a bad MT entry channel={channel} entry={entry} id={id}: {reason}",
             channel=channel.channel_id,
             entry=entry_id,
+            id=message_id,
             reason=reason,
         )
         self.ack(channel.channel_id, [entry_id])

@@ -28,8 +28,8 @@ class Channel:
     def capacity(self):
         return self.room
 
-    def reject(self, entry_id, reason):
-        self.rejected.append((entry_id, reason))
+    def reject(self, entry_id, reason, message_id):
+        self.rejected.append((entry_id, reason, message_id))
 
 
 @defer.inlineCallbacks
@@ -165,18 +165,31 @@ class MTReaderTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_bad_entries_are_reported_not_fatal(self):
         stream = keys.mt_stream("a")
-        yield self.redis.execute_command("XADD", stream, "*", "text", b"\xff\xfe")
-        yield self.redis.execute_command("XADD", stream, "*", "text", "x" * 70_000)
+        bad_text = yield self.redis.execute_command(
+            "XADD", stream, "*", "id", "m1", "text", b"\xff\xfe"
+        )
+        yield self.redis.execute_command(
+            "XADD", stream, "*", "id", "m2", "text", "x" * 70_000
+        )
+        bad_id = yield self.redis.execute_command(
+            "XADD", stream, "*", "id", b"\xff", "text", "hi"
+        )
         yield self.redis.execute_command("XADD", stream, "*", "text", "fine")
         channel = Channel(room=100)
         reader = self.reader()
         reader.add_channel("a", channel.deliver, channel.capacity, channel.reject)
         reader.start()
         yield wait_until(lambda: len(channel.entries) == 1)
-        reasons = [reason for _, reason in channel.rejected]
-        self.assertEqual(len(reasons), 2)
-        self.assertIn("not UTF-8", reasons[0])
-        self.assertIn("larger than", reasons[1])
+        too_large = "larger than the entry limit of 65536 bytes"
+        self.assertEqual(
+            [(reason, message_id) for _, reason, message_id in channel.rejected],
+            [
+                ("text: not UTF-8", "m1"),
+                ("text: 70000 characters, " + too_large, "m2"),
+                ("id: not UTF-8", bad_id),
+            ],
+        )
+        self.assertEqual(channel.rejected[0][0], bad_text)
 
     @defer.inlineCallbacks
     def test_claim_stale_takes_over_a_dead_consumers_entries(self):
