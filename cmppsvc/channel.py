@@ -25,7 +25,7 @@ from cmppsvc.connector import ChannelConnector
 from cmppsvc.inbound import InboundFlow
 from cmppsvc.inflight import InFlightStore
 from cmppsvc.latency import ChannelLatencies
-from cmppsvc.mtqueue import ack_command
+from cmppsvc.mtqueue import done_commands
 from cmppsvc.outbound import OutboundFlow
 from cmppsvc.recovery import Recovered, channel_policy
 from cmppsvc.sequence import SequenceAllocator
@@ -144,7 +144,7 @@ class ChannelService(Service):
             self.inflight,
             stores.msgindex,
             stores.events,
-            self._ack_command,
+            self._done_commands,
             self.latencies.submit_to_response,
             config.windowstats,
             self.recovered,
@@ -250,8 +250,8 @@ class ChannelService(Service):
             return 0
         return self.outbound.capacity()
 
-    def _ack_command(self, entry_id: str) -> tuple:
-        return ack_command(self.config.channel_id, [entry_id])
+    def _done_commands(self, entry_id: str) -> tuple[tuple, tuple]:
+        return done_commands(self.config.channel_id, [entry_id])
 
     def _connection_state_changed(self, state: str, details: dict) -> None:
         error = details.get("error")

@@ -189,7 +189,14 @@ def _readable_id(fields: list) -> str | None:
     return _valid_id(found) if isinstance(found, str) else None
 
 
-def ack_command(channel_id: str, entry_ids: list[EntryId]) -> tuple:
-    """The XACK of entries, for a caller that queues it together with the
-    writes it must go with (the outcome of an entry's last part)."""
-    return ("XACK", keys.mt_stream(channel_id), keys.MT_GROUP, *entry_ids)
+def done_commands(channel_id: str, entry_ids: list[EntryId]) -> tuple[tuple, tuple]:
+    """The end of entries: their XACK, then their XDEL (an entry answered for
+    has no use in the stream, and producers cannot safely trim a work queue
+    themselves: MAXLEN would drop entries not read yet). For a caller that
+    queues them together with the writes they must go with (the outcome of an
+    entry's last part)."""
+    stream = keys.mt_stream(channel_id)
+    return (
+        ("XACK", stream, keys.MT_GROUP, *entry_ids),
+        ("XDEL", stream, *entry_ids),
+    )

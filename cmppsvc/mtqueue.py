@@ -13,9 +13,10 @@ group, at most about ten. When a sweep of non-blocking reads finds nothing, one
 blocking read over every readable stream (with the smallest COUNT) waits for
 new entries.
 
-An entry is acknowledged (XACK) through the write-behind queue, behind the
-outcome events queued before it, so an entry is never acknowledged before its
-outcome is written.
+An entry is acknowledged (XACK) and deleted (XDEL) through the write-behind
+queue, behind the outcome events queued before it, so an entry is never
+acknowledged before its outcome is written, and the stream holds only entries
+not finished yet: producers need not (and must not) trim it.
 """
 
 from collections.abc import Callable
@@ -31,8 +32,8 @@ from cmppsvc.mtentries import (
     MAX_ENTRY_BYTES,
     Entry,
     EntryId,
-    ack_command,
     decode_entry,
+    done_commands,
     reader_connection,
 )
 from cmppsvc.redisconn import reply_text
@@ -42,8 +43,8 @@ from cmppsvc.writebehind import WriteBehind
 __all__ = [
     "MAX_ENTRY_BYTES",
     "MTReader",
-    "ack_command",
     "decode_entry",
+    "done_commands",
     "reader_connection",
 ]
 
@@ -158,9 +159,10 @@ class MTReader:
         self._channels.pop(channel_id, None)
 
     def ack(self, channel_id: str, entry_ids: list[EntryId]) -> None:
-        """Acknowledge entries, written behind after everything queued before."""
+        """Acknowledge and delete entries, written behind after everything
+        queued before."""
         if entry_ids:
-            self.writer.queue(*ack_command(channel_id, entry_ids))
+            self.writer.queue_together(*done_commands(channel_id, entry_ids))
 
     def wake(self) -> None:
         """Read now rather than after the idle pause (a channel has room)."""

@@ -7,9 +7,9 @@ and confirmed by Redis (one HSET for all the entries of one read), so after a
 crash a part without a record was certainly never sent. When its answer
 comes, its Msg_Id is indexed for report matching and its `submit` event is
 written in one atomic item with its done mark; the last part's item also
-deletes the entry's records and acknowledges the entry (XACK). The layout of
-the records and why they are atomic: ``cmppsvc.inflight``; what a restart does
-with them: ``cmppsvc.recovery``.
+deletes the entry's records, acknowledges the entry (XACK) and deletes it from
+the stream (XDEL). The layout of the records and why they are atomic:
+``cmppsvc.inflight``; what a restart does with them: ``cmppsvc.recovery``.
 
 Several destinations are sent as one SUBMIT each rather than as one
 mass-send SUBMIT, so that every Msg_Id maps to exactly one number. How an
@@ -43,7 +43,7 @@ from cmppsvc.inflight import (
     queue_together,
 )
 from cmppsvc.latency import LatencyHistogram
-from cmppsvc.mtmessage import InvalidMessage, parse_mt_entry
+from cmppsvc.mtmessage import InvalidMessage, is_valid_message_id, parse_mt_entry
 from cmppsvc.mtparts import (
     Part,
     PendingMessage,
@@ -71,7 +71,7 @@ class OutboundFlow:
         inflight: InFlightStore,
         msgindex: Any,
         events: Any,
-        ack_command: Callable[[str], tuple],
+        done_commands: Callable[[str], tuple[tuple, ...]],
         submit_latency: LatencyHistogram,
         log_each: bool,
         recovered: Recovered | None = None,
@@ -84,7 +84,7 @@ class OutboundFlow:
         self._writer = inflight.writer
         self._msgindex = msgindex
         self._events = events
-        self._ack_command = ack_command
+        self._done_commands = done_commands
         self._latency = submit_latency
         self._log_each = log_each
         self._recovered = recovered or Recovered({})
@@ -423,11 +423,11 @@ class OutboundFlow:
         recovered event lacks the Sequence_Id."""
         self._inflight.drop_sent(pending.message.entry_id, part.index)
 
-    def _completion(self, pending: PendingMessage) -> tuple[tuple, tuple]:
+    def _completion(self, pending: PendingMessage) -> tuple[tuple, ...]:
         entry_id = pending.message.entry_id
         return (
             self._inflight.delete_command(entry_id, range(pending.parts)),
-            self._ack_command(entry_id),
+            *self._done_commands(entry_id),
         )
 
     def _abandon(self, pending: PendingMessage, indexes: list[int], unsent: bool):
@@ -440,7 +440,9 @@ class OutboundFlow:
         self, entry_id: str, fields: dict[str, str], error: Exception, recorded: dict
     ) -> None:
         """Record an entry that cannot be sent, and acknowledge it."""
-        message_id = str(fields.get("id") or entry_id)[:128]
+        message_id = fields.get("id") or ""
+        if not is_valid_message_id(message_id):
+            message_id = entry_id
         self.counters["failed"] += 1
         event = {
             "type": "failed",
@@ -457,5 +459,5 @@ class OutboundFlow:
         commands = [event_command(self._events, event)]
         if recorded:
             commands.append(self._inflight.delete_command(entry_id, recorded))
-        commands.append(self._ack_command(entry_id))
+        commands += self._done_commands(entry_id)
         queue_together(self._writer, *commands)

@@ -46,7 +46,7 @@ from twisted.logger import Logger
 
 from cmppsvc import keys
 from cmppsvc.inflight import InFlightStore, event_command, is_done, queue_together
-from cmppsvc.mtqueue import ack_command
+from cmppsvc.mtqueue import done_commands
 
 log = Logger(namespace="cmppsvc.recovery")
 
@@ -194,7 +194,7 @@ def forget(inflight: InFlightStore, events: Any):
                 commands.append(inflight.done_command(entry_id, part, total or 1))
         if total and len(parts) >= total:
             commands.append(inflight.delete_command(entry_id, range(total)))
-            commands.append(ack_command(channel_id, [entry_id]))
+            commands += done_commands(channel_id, [entry_id])
         else:
             left += 1
         if commands:

@@ -3,7 +3,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from cmppsvc import keys
-from cmppsvc.mtqueue import MTReader, ack_command, decode_entry, reader_connection
+from cmppsvc.mtqueue import MTReader, decode_entry, done_commands, reader_connection
 from cmppsvc.writebehind import WriteBehind
 from tests.redisserver import fast_reconnect, start_redis
 
@@ -230,11 +230,14 @@ class MTReaderTests(unittest.TestCase):
         )
 
 
-class AckCommandTests(unittest.SynchronousTestCase):
-    """The XACK an outcome is written together with."""
+class DoneCommandsTests(unittest.SynchronousTestCase):
+    """The XACK and XDEL an outcome is written together with."""
 
-    def test_ack_command(self):
+    def test_done_commands(self):
         self.assertEqual(
-            ack_command("c1", ["1-0", "2-0"]),
-            ("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),
+            done_commands("c1", ["1-0", "2-0"]),
+            (
+                ("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),
+                ("XDEL", keys.mt_stream("c1"), "1-0", "2-0"),
+            ),
         )

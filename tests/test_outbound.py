@@ -17,7 +17,7 @@ from cmppsvc.events import EventWriter
 from cmppsvc.inflight import SENT_DELAY, InFlightStore, part_field
 from cmppsvc.latency import LatencyHistogram
 from cmppsvc.mtparts import concatenation_reference
-from cmppsvc.mtqueue import ack_command
+from cmppsvc.mtqueue import done_commands
 from cmppsvc.outbound import OutboundFlow
 from cmppsvc.recovery import RESEND, UNKNOWN, Recovered
 from tests.endtoend import fixture_records
@@ -142,7 +142,7 @@ class OutboundTests(SynchronousTestCase):
             self.inflight,
             self.index,
             EventWriter(self.writer),
-            lambda entry_id: ack_command(self.channel, [entry_id]),
+            lambda entry_id: done_commands(self.channel, [entry_id]),
             LatencyHistogram(),
             False,
             recovered,
@@ -162,7 +162,9 @@ class OutboundTests(SynchronousTestCase):
         self.connector.answer(0)
 
         last = self.writer.items[-1]
-        self.assertEqual([command[0] for command in last], ["XADD", "HDEL", "XACK"])
+        self.assertEqual(
+            [command[0] for command in last], ["XADD", "HDEL", "XACK", "XDEL"]
+        )
         event = _event_fields(last[0])
         self.assertEqual(
             (event["id"], event["seq"], event["outcome"]), ("a", 101, "ok")
@@ -199,7 +201,9 @@ class OutboundTests(SynchronousTestCase):
         self.connector.answer(1, msg_id=8)
         events = [_event_fields(c) for c in self.writer.commands("XADD")]
         self.assertEqual([e.get("resend") for e in events], [1, None])
-        self.assertEqual(self.writer.items[-1][-1], ack_command(self.channel, ["1-0"]))
+        self.assertEqual(
+            self.writer.items[-1][-2:], done_commands(self.channel, ["1-0"])
+        )
         self.assertEqual(flow.counters["resent"], 1)
 
     def test_unknown_policy_writes_the_outcome_instead_of_resending(self):
@@ -211,7 +215,9 @@ class OutboundTests(SynchronousTestCase):
         )
         self.assertEqual(self.connector.submits, [])
         (item,) = self.writer.items
-        self.assertEqual([command[0] for command in item], ["XADD", "HDEL", "XACK"])
+        self.assertEqual(
+            [command[0] for command in item], ["XADD", "HDEL", "XACK", "XDEL"]
+        )
         event = _event_fields(item[0])
         self.assertEqual((event["outcome"], event["recovered"]), ("unknown", 1))
         self.assertEqual(event["seq"], 5)
@@ -241,7 +247,7 @@ class OutboundTests(SynchronousTestCase):
             [("1-0", {"to": "13800000000", "text": "hi", "id": "d"})]
         )
         self.assertEqual(self.writer.commands("XADD"), [])
-        self.assertEqual(self.writer.items[-1][-1][0], "XACK")
+        self.assertEqual(self.writer.items[-1][-2][0], "XACK")
 
     def test_channel_stopped_leaves_the_entry_pending_and_unrecorded(self):
         flow = self.flow()
@@ -285,7 +291,7 @@ class OutboundTests(SynchronousTestCase):
     def test_refused_entry_event_and_ack_together(self):
         self.flow().entries_arrived([("1-0", {"to": "x", "text": "hi", "id": "r"})])
         (item,) = self.writer.items
-        self.assertEqual([command[0] for command in item], ["XADD", "XACK"])
+        self.assertEqual([command[0] for command in item], ["XADD", "XACK", "XDEL"])
         self.assertEqual(_event_fields(item[0])["type"], "failed")
 
     def test_entries_of_one_read_are_recorded_in_one_write(self):
@@ -329,7 +335,9 @@ class OutboundTests(SynchronousTestCase):
         (intended,) = self.writer.commands("HSET")
         self.assertNotIn("seq", json.loads(intended[3]))
         last = self.writer.items[-1]
-        self.assertEqual([command[0] for command in last], ["XADD", "HDEL", "XACK"])
+        self.assertEqual(
+            [command[0] for command in last], ["XADD", "HDEL", "XACK", "XDEL"]
+        )
         self.assertEqual(_event_fields(last[0])["seq"], 101)
 
     def test_sent_record_already_written_is_kept(self):
