@@ -4,6 +4,11 @@
 ``LocalRedis`` runs one redis-server bound to 127.0.0.1 for the demo, for tests
 and for a single-box install; ``LocalRedisService`` wraps it for twistd.
 Connect to it with ``cmppsvc.redisconn.connect_redis(local_redis.url)``.
+
+Once started, a server that exits on its own (a crash, a kill -9) is logged
+with its last output lines and started again on the same port and directory,
+after a delay growing from 0.5 s to 30 s (``RestartSchedule``), until
+``stop()``. Its clients ride out the gap by reconnecting.
 """
 
 import collections
@@ -11,19 +16,32 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet import defer, protocol, task
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ProcessExitedAlready,
+)
 from twisted.logger import Logger
+
+from cmppsvc.redisrestart import RESTART_DELAY, RestartSchedule
 
 #: How many times readiness is probed, and the pause between probes (seconds).
 READY_ATTEMPTS = 100
 READY_INTERVAL = 0.05
 
-#: Output lines of redis-server kept to explain a failed start.
+#: While waiting for the server to exit, how often to send the signal again
+#: (seconds), and how long a stop waits before it kills the server.
+RESIGNAL_INTERVAL = 1.0
+STOP_GRACE = 10.0
+
+#: Output lines of redis-server kept to explain a failed start or an exit.
 OUTPUT_LINES = 20
 
 #: While waiting for the server to exit, how often to look for it (seconds).
@@ -32,7 +50,11 @@ OUTPUT_LINES = 20
 REAP_INTERVAL = 0.05
 
 
-class RedisServerMissing(RuntimeError):  # noqa: N818 (reads as a state)
+class RedisServerError(RuntimeError):
+    """The private redis-server cannot run, for a cause the operator fixes."""
+
+
+class RedisServerMissing(RedisServerError):  # noqa: N818 (reads as a state)
     """redis-server is not installed (or not at the path given)."""
 
     def __init__(self, executable: str):
@@ -42,7 +64,7 @@ class RedisServerMissing(RuntimeError):  # noqa: N818 (reads as a state)
         )
 
 
-class RedisServerFailed(RuntimeError):  # noqa: N818
+class RedisServerFailed(RedisServerError):  # noqa: N818
     """redis-server exited or never answered while starting."""
 
 
@@ -60,6 +82,8 @@ class _ServerProcess(protocol.ProcessProtocol):
         self.output = collections.deque(maxlen=OUTPUT_LINES)
         self.ended = defer.Deferred()
         self.exited = False
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
 
     def outReceived(self, data: bytes):
         for line in data.decode("utf-8", "replace").splitlines():
@@ -69,7 +93,13 @@ class _ServerProcess(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         self.exited = True
+        self.exit_code = getattr(reason.value, "exitCode", None)
+        self.exit_signal = getattr(reason.value, "signal", None)
         self.ended.callback(None)
+
+    def last_output(self) -> str:
+        """The kept output lines on one line, for a log event."""
+        return " | ".join(self.output) or "no output"
 
 
 def port_is_free(port: int) -> bool:
@@ -97,12 +127,21 @@ def _process_id(info: Any) -> int | None:
     return None
 
 
+def _quiet_factory() -> protocol.Factory:
+    """A factory for a bare TCP probe that writes nothing to the log."""
+    factory = protocol.Factory.forProtocol(protocol.Protocol)
+    factory.noisy = False
+    return factory
+
+
 class LocalRedis:
     """One redis-server child on 127.0.0.1, started and stopped on demand.
 
     Without ``directory`` the server keeps nothing on disk and works in a
     temporary directory removed on stop; with one, it appends every write to an
     append-only file there, so data survives a restart (and a kill).
+    Between ``start()`` and ``stop()`` (or ``kill()``) an exit of the server
+    that was not asked for is followed by a restart (see ``RestartSchedule``).
     """
 
     log = Logger()
@@ -113,6 +152,7 @@ class LocalRedis:
         port: int = 0,
         executable: str = "redis-server",
         reactor=None,
+        restart_delay: Callable[[int], float] = RESTART_DELAY,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -120,8 +160,13 @@ class LocalRedis:
         self.directory = None if directory is None else os.path.abspath(directory)
         self.port = port or free_port()
         self.executable = executable
+        self.restart_delay = restart_delay
         self._process = None
         self._workdir = None
+        self._starting: defer.Deferred | None = None
+        self._stopping = False
+        self._restarts: RestartSchedule | None = None
+        self._restart_waiters: list[defer.Deferred] = []
 
     @property
     def url(self) -> str:
@@ -132,6 +177,11 @@ class LocalRedis:
     def running(self) -> bool:
         """True while the child process is alive."""
         return self._process is not None and not self._process.exited
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the server while it runs."""
+        return self._process.transport.pid if self.running else None
 
     def _arguments(self) -> list[str]:
         persistent = self.directory is not None
@@ -158,7 +208,38 @@ class LocalRedis:
         ]
 
     def start(self) -> defer.Deferred:
-        """Spawn redis-server; the Deferred fires with self once it answers."""
+        """Spawn redis-server; the Deferred fires with self once it answers,
+        and from then on an exit not asked for is followed by a restart."""
+        self._stop_restarting()
+        self._stopping = False
+
+        def answering(result):
+            self._restarts = RestartSchedule(
+                self._start_again, self.reactor, self.port, self.restart_delay
+            )
+            self._restarts.running()
+            return result
+
+        return self._launch().addCallback(answering)
+
+    def when_restarted(self) -> defer.Deferred:
+        """Fires with self the next time a server that exited on its own
+        answers again after a restart."""
+        waiter: defer.Deferred = defer.Deferred()
+        self._restart_waiters.append(waiter)
+        return waiter
+
+    def _start_again(self) -> defer.Deferred:
+        def answering(result):
+            waiters, self._restart_waiters = self._restart_waiters, []
+            for waiter in waiters:
+                waiter.callback(self)
+            return result
+
+        return self._launch().addCallback(answering)
+
+    def _launch(self) -> defer.Deferred:
+        """Spawn the server and wait until it answers (no restart involved)."""
         path = shutil.which(self.executable)
         if path is None:
             return defer.fail(RedisServerMissing(self.executable))
@@ -173,8 +254,9 @@ class LocalRedis:
         if not port_is_free(self.port):
             return defer.fail(
                 RedisServerFailed(
-                    f"port {self.port} on 127.0.0.1 is already in use: choose "
-                    "another --redis-port, or pass --redis URL to use that server"
+                    f"port {self.port} on 127.0.0.1 is already in use by another "
+                    "program: stop it, choose another --redis-port, or pass "
+                    "--redis URL to use a Redis of your own"
                 )
             )
 
@@ -185,90 +267,184 @@ class LocalRedis:
         if setsid is not None:
             executable, arguments = setsid, ["setsid", *arguments]
 
-        self._process = _ServerProcess()
+        process = self._process = _ServerProcess()
         self.reactor.spawnProcess(
-            self._process,
+            process,
             executable,
             arguments,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             path=self._workdir,
         )
+        process.ended.addCallback(lambda _: self._process_ended(process))
         self.log.info("redis-server starting port={port}", port=self.port)
-        return self._wait_ready()
+
+        starting = self._starting = self._wait_ready(process)
+
+        def started(result):
+            if self._starting is starting:
+                self._starting = None
+            return result
+
+        return starting.addBoth(started)
+
+    def _process_ended(self, process: _ServerProcess) -> None:
+        """An exit while the server should run: log it and restart it."""
+        if process is not self._process or self._starting is not None:
+            return  # a failed start says so itself
+        if self._restarts is None:
+            return  # stopped, killed or restarted on purpose
+        self.log.warn(
+            "redis-server exited port={port} exit_code={exit_code} "
+            "signal={signal} output={output}",
+            port=self.port,
+            exit_code=process.exit_code,
+            signal=process.exit_signal,
+            output=process.last_output(),
+        )
+        self._restarts.exited()
 
     @defer.inlineCallbacks
-    def _wait_ready(self):
-        process = self._process
+    def _wait_ready(self, process: _ServerProcess):
         for _attempt in range(READY_ATTEMPTS):
-            if process.exited:
+            if process.exited or self._stopping:
                 break
-            try:
-                connection = yield txredisapi.Connection(
-                    "127.0.0.1", self.port, reconnect=False, connectTimeout=1
-                )
-            except Exception:
-                yield task.deferLater(self.reactor, READY_INTERVAL, lambda: None)
-                continue
-            try:
-                info = yield connection.execute_command("INFO", "server")
-                if _process_id(info) != process.transport.pid:
-                    # Another server answers on our port: never use it.
-                    break
-                yield connection.ping()
-            except txredisapi.ResponseError:
-                # LOADING: up, still reading its append-only file
-                yield task.deferLater(self.reactor, READY_INTERVAL, lambda: None)
-                continue
-            finally:
-                yield connection.disconnect()
-            return self
+            answer = yield self._probe(process)
+            if answer == "ours":
+                return self
+            if answer == "other":
+                break  # another server answers on our port: never use it
+            yield task.deferLater(self.reactor, READY_INTERVAL, lambda: None)
 
-        output = " | ".join(process.output) or "no output"
+        if self._stopping:
+            raise RedisServerFailed(f"redis-server on port {self.port} stopped")
+        output = process.last_output()
         if not process.exited:
             yield self._signal_and_wait("KILL")
         raise RedisServerFailed(
             f"redis-server on port {self.port} did not become ready: {output}"
         )
 
+    @defer.inlineCallbacks
+    def _probe(self, process: _ServerProcess):
+        """Who answers on the port: "ours", "other" (another server) or
+        "not yet". A bare TCP connection first: until the port listens, a
+        Redis client would log each refused attempt as a retry."""
+        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.port, timeout=1)
+        try:
+            bare = yield endpoint.connect(_quiet_factory())
+        except ConnectingCancelledError:
+            # The start was cancelled (a stop): say so as a cancellation.
+            raise defer.CancelledError() from None
+        except ConnectError:
+            return "not yet"
+        bare.transport.loseConnection()
+
+        try:
+            connection = yield txredisapi.Connection(
+                "127.0.0.1", self.port, reconnect=False, connectTimeout=1
+            )
+        except (ConnectError, txredisapi.RedisError):
+            return "not yet"
+        try:
+            info = yield connection.execute_command("INFO", "server")
+            if _process_id(info) != process.transport.pid:
+                return "other"
+            yield connection.ping()
+        except txredisapi.RedisError:
+            return "not yet"  # LOADING: up, still reading its append-only file
+        finally:
+            yield connection.disconnect()
+        return "ours"
+
     def _signal_and_wait(self, signal_name: str) -> defer.Deferred:
+        """Send `signal_name` and wait for the exit. The signal is sent again
+        every RESIGNAL_INTERVAL: one that reaches the child between fork and
+        exec is taken by the Python handler it inherited, and lost. A server
+        still there after STOP_GRACE seconds is killed."""
         process = self._process
         if process is None or process.exited:
             return defer.succeed(None)
-        try:
-            process.transport.signalProcess(signal_name)
-        except ProcessExitedAlready:
-            pass
+        started = self.reactor.seconds()
+
+        def send(name: str) -> None:
+            try:
+                process.transport.signalProcess(name)
+            except ProcessExitedAlready:
+                pass
+
+        send(signal_name)
+        signals_sent = 1
+        killing = signal_name == "KILL"  # SIGKILL is never lost
+
+        def look() -> None:
+            nonlocal signals_sent, killing
+            waited = self.reactor.seconds() - started
+            if not killing and waited >= STOP_GRACE:
+                killing = True
+                self.log.warn(
+                    "redis-server port={port} still running after {seconds} s: "
+                    "killing it",
+                    port=self.port,
+                    seconds=STOP_GRACE,
+                )
+                send("KILL")
+            elif not killing and waited >= RESIGNAL_INTERVAL * signals_sent:
+                signals_sent += 1
+                send(signal_name)
+            process.transport.reapProcess()
+
         ended = defer.Deferred()
         process.ended.addBoth(lambda result: ended.callback(None) or result)
 
-        reaping = task.LoopingCall(process.transport.reapProcess)
-        reaping.clock = self.reactor
-        reaping.start(REAP_INTERVAL, now=False)
-        ended.addBoth(lambda result: reaping.stop() or result)
+        looking = task.LoopingCall(look)
+        looking.clock = self.reactor
+        looking.start(REAP_INTERVAL, now=False)
+        ended.addBoth(lambda result: looking.stop() or result)
         return ended
 
-    def stop(self) -> defer.Deferred:
-        """Terminate the server (SIGTERM: it flushes its append-only file) and
-        wait for the exit; a temporary directory is removed afterwards."""
-        d = self._signal_and_wait("TERM")
+    def _stop_restarting(self) -> None:
+        if self._restarts is not None:
+            self._restarts.stop()
+            self._restarts = None
 
-        def cleaned(_):
-            if self.directory is None and self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
+    def _start_finished(self) -> defer.Deferred:
+        """Fires (with None) once a start under way has succeeded or failed."""
+        starting = self._starting
+        if starting is None:
+            return defer.succeed(None)
+        finished: defer.Deferred = defer.Deferred()
+        starting.addBoth(lambda result: finished.callback(None) or result)
+        return finished
+
+    @defer.inlineCallbacks
+    def stop(self):
+        """Terminate the server (SIGTERM: it flushes its append-only file) and
+        wait for the exit; a temporary directory is removed afterwards.
+        Restarts end here; a restart under way is broken off first."""
+        self._stop_restarting()
+        self._stopping = True
+        yield self._start_finished()
+
+        was_running = self.running
+        yield self._signal_and_wait("TERM")
+        if self.directory is None and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        if was_running:
             self.log.info("redis-server stopped port={port}", port=self.port)
 
-        return d.addCallback(cleaned)
-
     def kill(self) -> defer.Deferred:
-        """Kill the server at once (SIGKILL), as a crash would; keeps its
-        directory so ``start()``/``restart()`` can bring it back."""
+        """Kill the server at once (SIGKILL), as a crash would, and do not
+        restart it; keeps its directory so ``start()``/``restart()`` can bring
+        it back."""
+        self._stop_restarting()
         return self._signal_and_wait("KILL")
 
     @defer.inlineCallbacks
     def restart(self, crash: bool = False):
         """Stop (or, with ``crash``, kill) the server and start it again on the
         same port and directory; fires with self when it answers again."""
+        self._stop_restarting()
         if crash:
             yield self.kill()
         else:
@@ -278,19 +454,22 @@ class LocalRedis:
 
 
 class LocalRedisService(Service):
-    """A ``LocalRedis`` as a twistd service: started and stopped with the app."""
+    """A ``LocalRedis`` as a twistd service: started and stopped with the app.
+
+    ``ready`` (set by ``startService``) fires once the server first answers,
+    or fails with ``RedisServerError``; start the server's clients from it.
+    """
 
     def __init__(self, local_redis: LocalRedis):
         self.local_redis = local_redis
+        self.ready: defer.Deferred | None = None
 
     def startService(self):
-        """Start the server; a failure to start is logged by the caller's
-        Deferred handling, and ``ready`` fires when Redis answers."""
+        """Start the server; ``ready`` tells when it answers."""
         Service.startService(self)
         self.ready = self.local_redis.start()
-        return self.ready
 
     def stopService(self):
-        """Stop the server and wait for its exit."""
+        """Stop the server (and its restarts) and wait for its exit."""
         Service.stopService(self)
         return self.local_redis.stop()

@@ -32,7 +32,7 @@ from cmppsvc.collection import ChannelCollection
 from cmppsvc.config import ChannelConfig
 from cmppsvc.events import MAXLEN, EventWriter
 from cmppsvc.lease import DEFAULT_TTL
-from cmppsvc.localredis import LocalRedis
+from cmppsvc.localredis import LocalRedis, RedisServerError
 from cmppsvc.msgindex import TTL, MsgIdIndex
 from cmppsvc.mtqueue import MTReader
 from cmppsvc.redisconn import RedisAddress, connect_redis
@@ -212,6 +212,9 @@ class CmppService(MultiService):
         self._start_error = failure
         if failure.check(defer.CancelledError):
             log.info("cmppsvc start cancelled by a stop")
+        elif failure.check(RedisServerError):
+            # The operator's to fix, and the message says how: no traceback.
+            log.error("cmppsvc cannot start: {reason}", reason=failure.value)
         else:
             log.failure("cmppsvc could not start", failure)
 

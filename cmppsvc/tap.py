@@ -1,11 +1,20 @@
 # -*- test-case-name: tests.test_runtime -*-
-"""`twistd cmppsvc`: command-line options and the service they build."""
+"""`twistd cmppsvc`: command-line options and the service they build.
+
+Under twistd a start that fails (the private Redis's port taken, redis-server
+missing, ...) ends the process with a non-zero exit status instead of leaving
+it running idle: see `ProcessCmppService`.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from twisted.internet import defer
 from twisted.python import usage
 
 from cmppsvc.events import MAXLEN
@@ -15,6 +24,9 @@ from cmppsvc.redisconn import RedisAddress
 from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL
 from cmppsvc.runtime import CmppService
 from cmppsvc.writebehind import INTERVAL, MAX_BATCH
+
+#: Exit status of a process whose service could not start.
+START_FAILED_STATUS = 1
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURE = CHECKOUT.parent / "shared" / "fixtures" / "channel-info.redis"
@@ -169,6 +181,50 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--fixture: {self['fixture']} does not exist")
 
 
+def end_process(
+    reactor: Any, status: int, exit_process: Callable[[int], Any] = os._exit
+) -> None:
+    """Stop the reactor, so that twistd stops every service, then end the
+    process with `status`.
+
+    twistd offers no way to set its exit status (Twisted issues #11335 and
+    #4762): it always ends with 0 after `reactor.stop()`. So the process ends
+    from the reactor's "after shutdown" trigger, once the services have
+    stopped and their log lines are written; twistd's own pid file, when there
+    is one, is left behind, and twistd removes it as stale at the next start.
+    """
+
+    def exit_now() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        exit_process(status)
+
+    reactor.addSystemEventTrigger("after", "shutdown", exit_now)
+    # A start can fail before twistd runs the reactor: stop it once it runs.
+    reactor.callWhenRunning(reactor.stop)
+
+
+class ProcessCmppService(CmppService):
+    """A `CmppService` that is the whole process: when its start fails, the
+    process ends with START_FAILED_STATUS (the failure itself is logged by
+    `CmppService`). A start cancelled by a stop is no failure."""
+
+    def __init__(
+        self, *args: Any, end: Callable[[int], Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._end = end or (lambda status: end_process(self._clock, status))
+
+    def startService(self) -> None:
+        """Start, and end the process if the start fails."""
+        super().startService()
+        self.whenStarted().addErrback(self._end_after_failed_start)
+
+    def _end_after_failed_start(self, failure: Any) -> None:
+        if not failure.check(defer.CancelledError):
+            self._end(START_FAILED_STATUS)
+
+
 def makeService(options: Options) -> CmppService:
     """Build the process service from parsed options."""
     from twisted.internet import reactor
@@ -181,7 +237,7 @@ def makeService(options: Options) -> CmppService:
 
         demo = DemoSetup(options["fixture"], reactor)
 
-    service = CmppService(
+    service = ProcessCmppService(
         options["redis_address"],
         reactor,
         redis_directory=options["redis-dir"],

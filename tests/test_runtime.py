@@ -4,14 +4,25 @@ and clean; a stop with Redis gone is bounded; options reach the stores."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+
 from twisted.internet import defer, reactor
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from cmppsvc.localredis import free_port
 from cmppsvc.redisconn import RedisAddress
 from cmppsvc.runtime import CmppService
-from cmppsvc.tap import Options, makeService
+from cmppsvc.tap import (
+    START_FAILED_STATUS,
+    Options,
+    ProcessCmppService,
+    end_process,
+    makeService,
+)
 from tests.redisserver import start_redis
 
 #: Far longer than a test may run: a stop that waited for it would time out.
@@ -139,3 +150,89 @@ class OptionsReachTheStoresTests(TestCase):
         self.assertEqual(stores.msgindex.ttl_ms, 3_600_000)
         self.assertEqual(stores.events.maxlen, 5000)
         self.assertEqual(service.collection.leases.ttl, 6.0)
+
+
+class FailedStartEndsTheProcessTests(TestCase):
+    """`twistd cmppsvc` whose private Redis cannot start: one line, exit."""
+
+    timeout = 15
+
+    def setUp(self):
+        self.statuses: list[int] = []
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    @defer.inlineCallbacks
+    def test_port_in_use_is_one_error_line_then_the_end(self):
+        if shutil.which("redis-server") is None:
+            raise SkipTest("redis-server is not installed")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            service = ProcessCmppService(
+                None,
+                reactor,
+                redis_directory=self.mktemp(),
+                redis_port=port,
+                end=self.statuses.append,
+            )
+            service.startService()
+            yield service.stopService()
+
+        self.assertEqual(self.statuses, [START_FAILED_STATUS])
+        ours = [e for e in self.events if e.get("log_namespace", "").startswith("cmpp")]
+        (line,) = [e for e in ours if e["log_level"] >= LogLevel.warn]
+        self.assertEqual(line["log_level"], LogLevel.error)
+        self.assertNotIn("log_failure", line)
+        self.assertIn(
+            f"port {port} on 127.0.0.1 is already in use", str(line["reason"])
+        )
+        self.assertIn("--redis-port", str(line["reason"]))
+        self.assertFalse(any("stopped" in e.get("log_format", "") for e in ours))
+
+    @defer.inlineCallbacks
+    def test_a_stop_during_the_start_does_not_end_the_process(self):
+        address = RedisAddress.from_url(f"redis://127.0.0.1:{free_port()}")
+        service = ProcessCmppService(
+            address, reactor, stop_timeout=NEVER, end=self.statuses.append
+        )
+        service.startService()
+        yield service.stopService()
+        self.assertEqual(self.statuses, [])
+
+    @defer.inlineCallbacks
+    def test_a_stop_while_the_private_redis_starts_ends_it(self):
+        if shutil.which("redis-server") is None:
+            raise SkipTest("redis-server is not installed")
+        service = ProcessCmppService(
+            None,
+            reactor,
+            redis_directory=self.mktemp(),
+            redis_port=free_port(),
+            end=self.statuses.append,
+        )
+        service.startService()
+        yield service.stopService()
+
+        self.assertFalse(service.local_redis.running)
+        self.assertEqual(self.statuses, [])
+
+
+class EndProcessTests(SynchronousTestCase):
+    """`end_process`: reactor stopped, then the exit status after shutdown."""
+
+    def test_stops_the_reactor_then_exits_with_the_status(self):
+        fake_reactor = MemoryReactorClock()
+        exits: list[int] = []
+        end_process(fake_reactor, 3, exit_process=exits.append)
+        self.assertEqual(exits, [])
+
+        fake_reactor.run()  # a start can fail before the reactor runs
+        self.assertTrue(fake_reactor.hasStopped)
+        self.assertEqual(exits, [])
+
+        for trigger, args, kwargs in fake_reactor.triggers["after"]["shutdown"]:
+            trigger(*args, **kwargs)
+        self.assertEqual(exits, [3])
