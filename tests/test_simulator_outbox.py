@@ -61,3 +61,20 @@ class OutboxTests(SynchronousTestCase):
         self.outbox.send([b"A2"], [], 0, 0.05)
         self.assertEqual(self.transport.writes, [b"A1", b"A2"])
         self.assertEqual(self.written, [])
+
+    def test_queue_reports_at_keeps_due_order(self) -> None:
+        self.outbox.send([b"A1"], [b"R1"], 0, 0.05)
+        self.outbox.queue_reports_at(0.02, [b"K1"])
+        self.outbox.queue_reports_at(0.08, [b"K2"])
+        self.clock.advance(0.02)
+        self.assertEqual(self.transport.writes, [b"A1", b"K1"])
+        self.clock.advance(0.03)
+        self.assertEqual(self.transport.writes, [b"A1", b"K1", b"R1"])
+        self.clock.advance(0.03)
+        self.assertEqual(self.transport.writes, [b"A1", b"K1", b"R1", b"K2"])
+
+    def test_close_returns_what_was_queued(self) -> None:
+        self.outbox.send([b"A1"], [b"R1", b"R2"], 0, 0.05)
+        self.assertEqual(self.outbox.close(), [(0.05, [b"R1", b"R2"])])
+        self.clock.advance(1)
+        self.assertEqual(self.transport.writes, [b"A1"])

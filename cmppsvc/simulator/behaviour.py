@@ -60,3 +60,10 @@ class Behaviour:
     # Seconds between the simulator's own ACTIVE_TESTs on a logged-in
     # connection.
     heartbeat_interval: float = attrs.field(default=0.0, validator=_not_negative)
+
+    # Status reports kept per account when a connection ends before they were
+    # sent or answered by a DELIVER_RESP; the account's next connection gets
+    # them.  Beyond this many the oldest are dropped (logged); 0 keeps none.
+    kept_reports_per_account: int = attrs.field(
+        default=100_000, validator=_not_negative
+    )

@@ -16,6 +16,7 @@ from cmppsvc.simulator.mo import mo_delivers, report_deliver, split_mo
 from cmppsvc.simulator.msgids import MsgIdAllocator
 from cmppsvc.simulator.protocol import SimulatorProtocol
 from cmppsvc.simulator.records import AccountCounters, ReceivedSubmit
+from cmppsvc.simulator.undelivered import UndeliveredReports
 
 SUPPORTED_VERSIONS = frozenset({VERSION_20, 0x21, VERSION_30})
 
@@ -52,6 +53,7 @@ class SimulatorFactory(ServerFactory):
         self.submits: list[ReceivedSubmit] = []
         self.connections: list[SimulatorProtocol] = []
         self._counters: dict[str, AccountCounters] = {}
+        self.undelivered = UndeliveredReports()
         self._rate_windows: dict[str, list[int]] = {}
         self._login_waiters: list[tuple[str | None, Deferred]] = []
         self._mo_reference = 0
@@ -189,6 +191,32 @@ class SimulatorFactory(ServerFactory):
     def _connection_lost(self, protocol: SimulatorProtocol) -> None:
         if protocol in self.connections:
             self.connections.remove(protocol)
+        if protocol.account is not None and protocol.left_reports:
+            self._keep_reports(protocol)
+
+    def _keep_reports(self, protocol: SimulatorProtocol) -> None:
+        """A connection ended with reports unsent or unanswered: keep them for
+        the account, and send them at once on another of its connections if
+        one is up (else its next login does)."""
+        account = protocol.account
+        cap = self.behaviour.kept_reports_per_account
+        added, dropped = self.undelivered.keep(
+            account, protocol.version, protocol.left_reports, cap
+        )
+        protocol.left_reports = []
+        protocol.unanswered_reports.clear()
+        protocol.counters.reports_kept += added
+        protocol.counters.reports_dropped += dropped
+        self.log.info(
+            "simulator keeps {count} unacknowledged status reports of "
+            "account={account} for its next connection",
+            count=self.undelivered.count(account),
+            account=account,
+        )
+        for connection in self.connections:
+            if connection.account == account and connection.takes_deliveries:
+                connection.resend_kept_reports()
+                return
 
     def _logged_in(self, protocol: SimulatorProtocol) -> None:
         waiting = self._login_waiters

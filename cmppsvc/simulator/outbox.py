@@ -90,15 +90,33 @@ class Outbox:
         self._timers.add(call)
         return call
 
-    def close(self) -> None:
-        """The connection ended: cancel every timer, drop pending reports."""
+    def close(self) -> list[tuple[float, list[bytes]]]:
+        """The connection ended: cancel every timer; return the reports not
+        written yet, as (clock time due, frames), for the gateway to keep."""
         self.closed = True
         for call in list(self._timers):
             if call.active():
                 call.cancel()
         self._timers.clear()
+        queued = list(self._reports)
         self._reports.clear()
         self._report_call = None
+        return queued
+
+    def queue_reports_at(self, due: float, reports: list[bytes]) -> None:
+        """Queue reports due at clock time ``due``, in due order among those
+        queued (reports kept from an ended connection may be due earlier)."""
+        queue = self._reports
+        index = len(queue)
+        while index and queue[index - 1][0] > due:
+            index -= 1
+        queue.insert(index, (due, reports))
+        if index == 0:
+            if self._report_call is not None:
+                self._timers.discard(self._report_call)
+                self._report_call.cancel()
+            delay = max(0.0, due - self.clock.seconds())
+            self._report_call = self.later(delay, self._flush_reports)
 
     def _queue_reports(self, delay: float, reports: list[bytes]) -> None:
         self._reports.append((self.clock.seconds() + delay, reports))

@@ -33,6 +33,7 @@ from cmppsvc.codec.constants import (
     TERMINATE_RESP,
 )
 from cmppsvc.nodelay import disable_nagle
+from cmppsvc.simulator.keeping import ReportKeeping
 from cmppsvc.simulator.login import answer_connect
 from cmppsvc.simulator.outbox import Outbox
 from cmppsvc.simulator.records import (
@@ -59,12 +60,16 @@ RESULT_LENGTH = 4
 RESULT_FLOW_CONTROL = 8
 
 
-class SimulatorProtocol(Protocol):
+class SimulatorProtocol(ReportKeeping, Protocol):
     """One SP connection to the simulated ISMG: login, SUBMIT answers, reports.
 
     SUBMITs are read in place at fixed offsets (see ``wire``) and every answer of
     one ``dataReceived`` leaves in one write; status reports wait in a queue
     flushed by a single timer. Everything else goes through the codec.
+
+    Every status report stays in ``unanswered_reports`` until its DELIVER_RESP
+    arrives; when the connection ends, the gateway keeps what is left there for
+    the account's next connection.
     """
 
     log = Logger()
@@ -85,6 +90,9 @@ class SimulatorProtocol(Protocol):
         self._terminate_sent = False
         self._seq = 0
         self._report_context: tuple[bytes, bytes, bytes] | None = None
+        self.unanswered_reports: dict[int, bytes] = {}
+        self.left_reports: list[tuple[float, bytes]] = []
+        self._forgetting_logged = False
         self._heartbeat: LoopingCall | None = None
         self.outbox: Outbox | None = None
 
@@ -93,6 +101,14 @@ class SimulatorProtocol(Protocol):
         """True once a CONNECT has been answered with Status 0."""
         return self.account is not None
 
+    @property
+    def takes_deliveries(self) -> bool:
+        """Logged in and neither closing nor terminating: a DELIVER sent now can
+        still be answered."""
+        return self.account is not None and not (
+            self._lost or self._closing or self._terminate_sent
+        )
+
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
         self.outbox = Outbox(self.clock, self.transport, self._reports_written)
@@ -100,7 +116,7 @@ class SimulatorProtocol(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:
         self._lost = True
-        self.outbox.close()
+        self.left_reports = self._reports_left(self.outbox.close())
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
         self.gateway._connection_lost(self)
@@ -143,7 +159,7 @@ class SimulatorProtocol(Protocol):
             if logged_in and command == SUBMIT:
                 self._submit(buffer, offset, total, seq, out, reports)
             elif logged_in and command == DELIVER_RESP:
-                self._deliver_response(buffer, offset, total)
+                self._deliver_response(buffer, offset, total, seq)
             else:
                 self._other(buffer[offset:end], command, seq, out)
                 logged_in = self.account is not None
@@ -153,6 +169,10 @@ class SimulatorProtocol(Protocol):
 
         self._buffer = buffer[offset:] if offset < size else b""
         behaviour = self.gateway.behaviour
+        if reports and behaviour.response_delay:
+            self._hold_reports_until_submits_answered(reports, behaviour.response_delay)
+        if len(self.unanswered_reports) > behaviour.kept_reports_per_account:
+            self._forget_oldest_reports(behaviour.kept_reports_per_account)
         self.outbox.send(
             out,
             reports,
@@ -265,24 +285,24 @@ class SimulatorProtocol(Protocol):
         size = layout.terminal_size
         start = body + layout.count_offset + 1
         pack = layout.pack_report
+        unanswered = self.unanswered_reports
         seq = self._seq
         for index in range(count):
             # The gateway numbers its own requests; wraps 0xFFFFFFFF -> 1.
             seq = seq + 1 if seq < 0xFFFFFFFF else 1
-            reports.append(
-                pack(
-                    seq,
-                    msg_id + count + index,
-                    source_id,
-                    service_id,
-                    buffer[start : start + size],
-                    msg_id + index,
-                    stat,
-                    submit_time,
-                    done_time,
-                    seq,
-                )
+            report = unanswered[seq] = pack(
+                seq,
+                msg_id + count + index,
+                source_id,
+                service_id,
+                buffer[start : start + size],
+                msg_id + index,
+                stat,
+                submit_time,
+                done_time,
+                seq,
             )
+            reports.append(report)
             start += size
         self._seq = seq
 
@@ -296,15 +316,19 @@ class SimulatorProtocol(Protocol):
             time.strftime(TIME_FORMAT, time.localtime(done)).encode("ascii"),
         )
 
-    def _deliver_response(self, buffer: bytes, offset: int, total: int) -> None:
+    def _deliver_response(
+        self, buffer: bytes, offset: int, total: int, seq: int
+    ) -> None:
         counters = self.counters
         counters.deliver_responses += 1
-        if total != self.layout.deliver_resp_size:
-            counters.deliver_responses_refused += 1
-            return
-        # Result is the last field: 1 byte in 2.0, 4 bytes in 3.0.
-        if any(buffer[offset + 20 : offset + total]):
-            counters.deliver_responses_refused += 1
+        layout = self.layout
+        if total == layout.deliver_resp_size:
+            # Any well-formed answer settles the DELIVER, whatever its Result.
+            self.unanswered_reports.pop(seq, None)
+            # Result is the last field: 1 byte in 2.0, 4 bytes in 3.0.
+            if buffer[offset + 20 : offset + total] == layout.deliver_resp_accepted:
+                return
+        counters.deliver_responses_refused += 1
 
     def _other(self, frame: bytes, command: int, seq: int, out: list[bytes]) -> None:
         """Every PDU but SUBMIT and DELIVER_RESP after login."""
@@ -379,6 +403,7 @@ class SimulatorProtocol(Protocol):
             version=answer.version,
         )
         self._start_timers()
+        self.resend_kept_reports(out)
         gateway._logged_in(self)
 
     def _start_timers(self) -> None:
@@ -412,11 +437,16 @@ class SimulatorProtocol(Protocol):
         )
 
     def send_deliver(self, deliver: Deliver) -> int:
-        """Send a DELIVER (MO message or report) now with a fresh seq; returns it."""
+        """Send a DELIVER (MO message or report) now with a fresh seq; returns it.
+
+        A report is kept until answered, as the generated ones are."""
         if self.account is None or self._lost:
             raise RuntimeError("the connection is not logged in")
         seq = self._next_seq()
-        self.transport.write(encode(attrs.evolve(deliver, seq=seq), self.version))
+        frame = encode(attrs.evolve(deliver, seq=seq), self.version)
+        if deliver.registered_delivery == 1:
+            self.unanswered_reports[seq] = frame
+        self.transport.write(frame)
         return seq
 
     def send_active_test(self) -> None:

@@ -22,7 +22,10 @@ class AccountCounters:
     submits_refused: int = 0  # answered with a non-zero Result
     flow_controlled: int = 0  # of which Result 8 from flow_control_rate
     submits_unanswered: int = 0  # held by drop_with_full_window
-    reports_sent: int = 0  # status-report DELIVERs written
+    reports_sent: int = 0  # status-report DELIVERs written (resent ones included)
+    reports_kept: int = 0  # unsent or unanswered when their connection ended
+    reports_resent: int = 0  # kept ones written again on a later connection
+    reports_dropped: int = 0  # kept ones dropped beyond kept_reports_per_account
     mo_sent: int = 0  # MO DELIVERs written (one per segment)
     deliver_responses: int = 0  # DELIVER_RESP received
     deliver_responses_refused: int = 0  # of which with a non-zero Result

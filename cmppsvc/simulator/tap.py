@@ -109,6 +109,14 @@ class Options(usage.Options):
             float,
         ],
         [
+            "kept-reports",
+            None,
+            100_000,
+            "Unacknowledged status reports kept per account for its next "
+            "connection (oldest dropped beyond; 0: none).",
+            int,
+        ],
+        [
             "port-file",
             None,
             None,
@@ -161,6 +169,7 @@ class Options(usage.Options):
                 terminate_after_submits=self["terminate-after-submits"],
                 terminate_after_seconds=self["terminate-after-seconds"],
                 heartbeat_interval=self["heartbeat-interval"],
+                kept_reports_per_account=self["kept-reports"],
             )
         except ValueError as error:
             raise usage.UsageError(str(error)) from None

@@ -16,6 +16,7 @@ import attrs
 from cmppsvc.codec.constants import DELIVER
 
 HEADER = struct.Struct(">III")
+SEQ_OFFSET = 8  # Sequence_Id, after Total_Length and Command_Id
 
 # Registered_Delivery sits after Msg_Id (8), Pk_total and Pk_number.
 REGISTERED_DELIVERY_OFFSET = 10
@@ -81,6 +82,7 @@ class Layout:
     fixed_size: int  # body size without destinations and content
     submit_resp: struct.Struct
     deliver_resp_size: int
+    deliver_resp_accepted: bytes  # DELIVER_RESP's last field, Result 0
     pack_report: ReportPacker
 
     def message_length_offset(self, count: int) -> int:
@@ -101,6 +103,7 @@ LAYOUT_20 = Layout(
     fixed_size=126,
     submit_resp=struct.Struct(">IIIQB"),
     deliver_resp_size=21,
+    deliver_resp_accepted=bytes(1),
     pack_report=_pack_report_20,
 )
 
@@ -112,6 +115,7 @@ LAYOUT_30 = Layout(
     fixed_size=151,
     submit_resp=struct.Struct(">IIIQI"),
     deliver_resp_size=24,
+    deliver_resp_accepted=bytes(4),
     pack_report=_pack_report_30,
 )
 
