@@ -189,14 +189,8 @@ def _readable_id(fields: list) -> str | None:
     return _valid_id(found) if isinstance(found, str) else None
 
 
-def done_commands(channel_id: str, entry_ids: list[EntryId]) -> tuple[tuple, tuple]:
-    """The end of entries: their XACK, then their XDEL (an entry answered for
-    has no use in the stream, and producers cannot safely trim a work queue
-    themselves: MAXLEN would drop entries not read yet). For a caller that
-    queues them together with the writes they must go with (the outcome of an
-    entry's last part)."""
-    stream = keys.mt_stream(channel_id)
-    return (
-        ("XACK", stream, keys.MT_GROUP, *entry_ids),
-        ("XDEL", stream, *entry_ids),
-    )
+def done_commands(channel_id: str, entry_ids: list[EntryId]) -> tuple[tuple]:
+    """What ends entries: their XACK, for a caller that queues it together with
+    the writes it must go with (the outcome of an entry's last part). The
+    entries leave the stream later, with the next trim (``cmppsvc.mttrim``)."""
+    return (("XACK", keys.mt_stream(channel_id), keys.MT_GROUP, *entry_ids),)

@@ -13,10 +13,11 @@ group, at most about ten. When a sweep of non-blocking reads finds nothing, one
 blocking read over every readable stream (with the smallest COUNT) waits for
 new entries.
 
-An entry is acknowledged (XACK) and deleted (XDEL) through the write-behind
-queue, behind the outcome events queued before it, so an entry is never
-acknowledged before its outcome is written, and the stream holds only entries
-not finished yet: producers need not (and must not) trim it.
+An entry is acknowledged (XACK) through the write-behind queue, behind the
+outcome events queued before it, so an entry is never acknowledged before its
+outcome is written. Acknowledged entries are trimmed from the streams every
+``TRIM_INTERVAL`` seconds (``cmppsvc.mttrim``): producers need not (and must
+not) trim them.
 """
 
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from cmppsvc.mtentries import (
     done_commands,
     reader_connection,
 )
+from cmppsvc.mttrim import trim_stream
 from cmppsvc.redisconn import reply_text
 from cmppsvc.redisoutage import failure_text
 from cmppsvc.writebehind import WriteBehind
@@ -47,6 +49,9 @@ __all__ = [
     "done_commands",
     "reader_connection",
 ]
+
+#: Seconds between two trims of the finished entries of every stream.
+TRIM_INTERVAL = 10.0
 
 #: Pause when no channel can take entries, unless ``wake()`` is called first.
 IDLE_INTERVAL = 0.1
@@ -121,6 +126,8 @@ class MTReader:
         self._loop_done = None
         self._wake = None
         self._failures = 0
+        self._trimming = task.LoopingCall(self.trim)
+        self._trimming.clock = clock
 
     # -- channels --------------------------------------------------------------
 
@@ -159,8 +166,7 @@ class MTReader:
         self._channels.pop(channel_id, None)
 
     def ack(self, channel_id: str, entry_ids: list[EntryId]) -> None:
-        """Acknowledge and delete entries, written behind after everything
-        queued before."""
+        """Acknowledge entries, written behind after everything queued before."""
         if entry_ids:
             self.writer.queue_together(*done_commands(channel_id, entry_ids))
 
@@ -176,6 +182,8 @@ class MTReader:
         self._running = True
         self._stopped = False
         self._loop_done = self._loop()
+        if not self._trimming.running:
+            self._trimming.start(TRIM_INTERVAL, now=False)
 
     def stop(self) -> defer.Deferred:
         """Stop reading; fires when the read loop has ended (at most about
@@ -183,6 +191,8 @@ class MTReader:
         self._running = False
         self._stopped = True
         self.wake()
+        if self._trimming.running:
+            self._trimming.stop()
         done = self._loop_done or defer.succeed(None)
         if self._owned and self.connection is not None:
             connection, self.connection = self.connection, None
@@ -191,6 +201,27 @@ class MTReader:
                 lambda _: None
             )
         return done
+
+    def trim(self) -> defer.Deferred:
+        """Trim the finished entries of every channel's stream now; also done
+        every ``TRIM_INTERVAL`` while reading (a run waits for the last one)."""
+        trims = []
+        for channel_id in list(self._channels):
+            try:
+                trimmed = trim_stream(self.writer.redis, channel_id)
+            except Exception:
+                trimmed = defer.fail()
+            trims.append(trimmed.addErrback(self._trim_failed, channel_id))
+        return defer.gatherResults(trims)
+
+    def _trim_failed(self, failure, channel_id: str) -> None:
+        # Only memory is at stake, and the next trim catches up; a Redis
+        # outage is logged where it stops work.
+        self.log.debug(
+            "trimming the MT stream failed channel={channel}: {cause}",
+            channel=channel_id,
+            cause=failure_text(failure),
+        )
 
     @defer.inlineCallbacks
     def claim_stale(self, channel_id: str, min_idle_ms: int):

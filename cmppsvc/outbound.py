@@ -7,8 +7,8 @@ and confirmed by Redis (one HSET for all the entries of one read), so after a
 crash a part without a record was certainly never sent. When its answer
 comes, its Msg_Id is indexed for report matching and its `submit` event is
 written in one atomic item with its done mark; the last part's item also
-deletes the entry's records, acknowledges the entry (XACK) and deletes it from
-the stream (XDEL). The layout of the records and why they are atomic:
+deletes the entry's records and acknowledges the entry (XACK). The layout of
+the records and why they are atomic:
 ``cmppsvc.inflight``; what a restart does with them: ``cmppsvc.recovery``.
 
 Several destinations are sent as one SUBMIT each rather than as one

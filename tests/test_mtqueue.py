@@ -229,15 +229,28 @@ class MTReaderTests(unittest.TestCase):
             ["000", "001", "002", "003"],
         )
 
+    @defer.inlineCallbacks
+    def test_acknowledged_entries_are_trimmed(self):
+        yield self.produce("a", 300)
+        channel = Channel(room=1000)
+        reader = self.reader()
+        reader.add_channel("a", channel.deliver, channel.capacity)
+        reader.start()
+        yield wait_until(lambda: len(channel.entries) == 300)
+
+        reader.ack("a", [entry_id for entry_id, _ in channel.entries[:250]])
+        yield self.writer.flush()
+        yield reader.trim()
+        left = yield self.redis.execute_command("XLEN", keys.mt_stream("a"))
+        self.assertLessEqual(left, 50 + 100, "whole nodes of 100 entries go")
+        self.assertGreaterEqual(left, 50)
+
 
 class DoneCommandsTests(unittest.SynchronousTestCase):
-    """The XACK and XDEL an outcome is written together with."""
+    """The XACK an outcome is written together with."""
 
     def test_done_commands(self):
         self.assertEqual(
             done_commands("c1", ["1-0", "2-0"]),
-            (
-                ("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),
-                ("XDEL", keys.mt_stream("c1"), "1-0", "2-0"),
-            ),
+            (("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),),
         )
