@@ -22,7 +22,7 @@ path, batched for every report of a reactor turn:
 
 A report counted more than once is a duplicate. Only the channel's owner
 receives its reports, so counting here is exact while this process runs the
-channel; when a channel stops here, its entries leave the map
+channel; when a channel stops here, its entries are no longer counted here
 (``forget_channel``) once the counts are written, and whoever runs it next
 counts in Redis. Shortcoming: two channel records for one gateway account, run
 by different processes, break the premise; a duplicate report the gateway hands
@@ -110,7 +110,7 @@ return result
 
 def _known_entry(known: tuple) -> dict:
     """{field: text} of an entry remembered by ``MsgIdIndex._remember``."""
-    return dict(zip(known[2::2], known[3::2], strict=True))
+    return dict(zip(known[4::2], known[5::2], strict=True))
 
 
 def _entry(items: Iterable, msg_id: int, log: Logger) -> dict | None:
@@ -159,6 +159,9 @@ class MsgIdIndex:
         # msg_id -> (clock time, reports counted, name, text, name, text, ...)
         # for entries this process indexed, oldest first.
         self._recent: OrderedDict = OrderedDict()
+        # channel id -> how many times it stopped running here; an entry
+        # remembered during an earlier run is counted in Redis.
+        self._runs: dict[str, int] = {}
         # Reports to match in the next script run: (msg_id, attempt, Deferred).
         self._reports: list = []
         self._report_call = None
@@ -168,14 +171,14 @@ class MsgIdIndex:
         """Index ``msg_id`` (written behind); values str, int or float."""
         commands = self._commands(msg_id, entry)
         self.writer.queue_together(*commands)
-        self._remember(msg_id, commands[0])
+        self._remember(msg_id, commands[0], entry.get("channel", ""))
 
     def put_commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
         """The commands indexing ``msg_id``, for a caller that queues them
         together with the writes they go with; the entry is kept in memory
         from now on, for reports that come back to this process."""
         commands = self._commands(msg_id, entry)
-        self._remember(msg_id, commands[0])
+        self._remember(msg_id, commands[0], entry.get("channel", ""))
         return commands
 
     def _commands(self, msg_id: int, entry: dict) -> tuple[tuple, tuple]:
@@ -185,13 +188,13 @@ class MsgIdIndex:
             arguments += item
         return tuple(arguments), ("PEXPIRE", key, self.ttl_ms)
 
-    def _remember(self, msg_id: int, hset: tuple) -> None:
-        # A tuple of (time, reports counted, name, text, name, text, ...):
-        # holding no container, the collector stops tracking it after its
-        # first pass, so a hundred thousand remembered entries do not lengthen
-        # every full collection (a list or dict per entry did: pauses of tens
-        # of ms).
-        texts = [self.clock.seconds(), 0]
+    def _remember(self, msg_id: int, hset: tuple, channel_id: str) -> None:
+        # A tuple of (time, reports counted, channel, the channel's run here,
+        # name, text, name, text, ...): holding no container, the collector
+        # stops tracking it after its first pass, so a hundred thousand
+        # remembered entries do not lengthen every full collection (a list or
+        # dict per entry did: pauses of tens of ms).
+        texts = [self.clock.seconds(), 0, channel_id, self._runs.get(channel_id, 0)]
         texts += [
             value if value.__class__ is str else reply_text(value) for value in hset[2:]
         ]
@@ -234,6 +237,7 @@ class MsgIdIndex:
 
     def _match_batch(self, reports: list) -> None:
         recent = self._recent
+        runs = self._runs
         now = self.clock.seconds()
         # Older entries are read from Redis: it is the one that expires them.
         fresh_since = now - self.ttl_ms / 2000
@@ -241,7 +245,11 @@ class MsgIdIndex:
         for report in reports:
             msg_id = report[0]
             known = recent.get(msg_id)
-            if known is None or known[0] < fresh_since:
+            if (
+                known is None
+                or known[0] < fresh_since
+                or known[3] != runs.get(known[2], 0)
+            ):
                 elsewhere.append(report)
                 continue
 
@@ -309,20 +317,12 @@ class MsgIdIndex:
         if self._report_call is None:
             self._report_call = self.clock.callLater(0, self._match_reports)
 
-    def forget_channel(self, channel_id: str) -> int:
-        """Drop the entries of ``channel_id`` from the map, so that its next
-        reports are counted in Redis (call it once the channel's writes are
-        flushed: whoever runs the channel next may be another process).
-        Returns how many were dropped."""
-        recent = self._recent
-        dropped = [
-            msg_id
-            for msg_id, known in recent.items()
-            if _known_entry(known).get("channel") == channel_id
-        ]
-        for msg_id in dropped:
-            del recent[msg_id]
-        return len(dropped)
+    def forget_channel(self, channel_id: str) -> None:
+        """From now on count the reports of ``channel_id``'s entries in Redis,
+        also those indexed before (call it once the channel's writes are
+        flushed: whoever runs the channel next may be another process). O(1):
+        the entries stay in the map, marked as of an earlier run."""
+        self._runs[channel_id] = self._runs.get(channel_id, 0) + 1
 
     # -- one at a time -------------------------------------------------------------
 

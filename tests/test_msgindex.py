@@ -123,7 +123,7 @@ class MsgIdIndexTests(RedisIndexTestCase):
         self.assertEqual((yield self.index.report(MSG_ID)), (TEXT_ENTRY, True))
         yield self.writer.flush()
 
-        self.assertEqual(self.index.forget_channel("c1"), 1)
+        self.index.forget_channel("c1")
         runs = self.counted_in_redis()
         again = yield self.index.report(MSG_ID)
         self.assertEqual(again, (TEXT_ENTRY, False), "the count written here")
@@ -131,6 +131,11 @@ class MsgIdIndexTests(RedisIndexTestCase):
         other_channel = yield self.index.report(MSG_ID + 1)
         self.assertEqual(other_channel[1], True)
         self.assertEqual(len(runs), 1, "c2's entries are still known here")
+
+        # The channel's next run here counts its new entries here again.
+        self.index.put(MSG_ID + 2, ENTRY)
+        self.assertEqual((yield self.index.report(MSG_ID + 2)), (TEXT_ENTRY, True))
+        self.assertEqual(len(runs), 1)
 
     @defer.inlineCallbacks
     def test_report_waits_for_another_processes_index_write(self):
