@@ -376,7 +376,12 @@ class ChannelCollection(LeaseCoordination, Service):
             return
         self._stores.status.update(
             channel_id,
-            {"owner": self.owner, "stop_reason": "", "error_field": ""},
+            {
+                "owner": self.owner,
+                "stop_reason": "",
+                "error_field": "",
+                "error_reason": "",
+            },
         )
         # Claimed again for a few lease times while another consumer has
         # entries pending (they become claimable a lease time after their

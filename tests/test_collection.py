@@ -163,6 +163,14 @@ class RefusedChangeTests(TestCase):
         self.assertEqual(status["error_field"], "gatewayPort")
         self.assertIn("gatewayPort", status["last_error"])
 
+        # Mended: running again, and the status no longer names an error.
+        yield redis.set(keys.channel_info(channel), record(channel, "a0", port))
+        yield service.collection.reload_channel(channel)
+        yield wait_for(lambda: service.collection.channel(channel) is not None)
+        yield service.stores.writer.flush()
+        status = yield redis.hgetall(keys.status(channel))
+        self.assertEqual((status["error_field"], status["error_reason"]), ("", ""))
+
 
 class ManualStopTests(TestCase):
     """An operator's stop survives a restart; a start brings the channel back."""
