@@ -43,6 +43,7 @@ STOP_GRACE = 10.0
 
 #: Output lines of redis-server kept to explain a failed start or an exit.
 OUTPUT_LINES = 20
+OUTPUT_CHARACTERS = 300
 
 #: While waiting for the server to exit, how often to look for it (seconds).
 #: Twisted reaps a child on SIGCHLD, but a reactor run without signal handlers
@@ -98,8 +99,12 @@ class _ServerProcess(protocol.ProcessProtocol):
         self.ended.callback(None)
 
     def last_output(self) -> str:
-        """The kept output lines on one line, for a log event."""
-        return " | ".join(self.output) or "no output"
+        """The last kept output lines on one line, for a log event (at most
+        OUTPUT_CHARACTERS: redis-server's start-up banner is long)."""
+        text = " | ".join(self.output) or "no output"
+        if len(text) > OUTPUT_CHARACTERS:
+            text = "..." + text[-OUTPUT_CHARACTERS:]
+        return text
 
 
 def port_is_free(port: int) -> bool:

@@ -31,6 +31,10 @@ class SimulatorFactory(ServerFactory):
 
     log = Logger()
 
+    # The simulator logs its own start and logins; Twisted's "Starting factory
+    # <...object at 0x...>" lines say nothing an operator can use.
+    noisy = False
+
     def __init__(
         self,
         accounts: Accounts | Mapping[str, str],
