@@ -222,10 +222,14 @@ class MsgIdIndex:
         failed: Callable[..., object],
         *arguments,
     ) -> None:
-        """``report`` without a Deferred, for the hot path: later, exactly one
-        of ``matched((entry, first), *arguments)`` or ``failed(failure,
-        *arguments)`` is called."""
-        self._reports.append((msg_id, 0, (matched, failed, arguments)))
+        """``report`` without a Deferred, for the hot path: exactly one of
+        ``matched((entry, first), *arguments)`` or ``failed(failure,
+        *arguments)`` is called, at once for an entry indexed here, later
+        (batched with the reactor turn's others) for one read from Redis."""
+        report = (msg_id, 0, (matched, failed, arguments))
+        if self._count_here(report, self.clock.seconds()):
+            return
+        self._reports.append(report)
         if self._report_call is None:
             self._report_call = self.clock.callLater(0, self._match_reports)
 
@@ -235,36 +239,36 @@ class MsgIdIndex:
         for start in range(0, len(reports), MAX_REPORT_BATCH):
             self._match_batch(reports[start : start + MAX_REPORT_BATCH])
 
-    def _match_batch(self, reports: list) -> None:
-        recent = self._recent
-        runs = self._runs
-        now = self.clock.seconds()
-        # Older entries are read from Redis: it is the one that expires them.
-        fresh_since = now - self.ttl_ms / 2000
-        elsewhere = []
-        for report in reports:
-            msg_id = report[0]
-            known = recent.get(msg_id)
-            if (
-                known is None
-                or known[0] < fresh_since
-                or known[3] != runs.get(known[2], 0)
-            ):
-                elsewhere.append(report)
-                continue
+    def _count_here(self, report: tuple, now: float) -> bool:
+        """Match and count ``report`` from the map when its entry was indexed
+        here, in the channel's current run and within half its TTL (older
+        entries are Redis's to expire); False when Redis must."""
+        msg_id = report[0]
+        known = self._recent.get(msg_id)
+        if (
+            known is None
+            or known[0] < now - self.ttl_ms / 2000
+            or known[3] != self._runs.get(known[2], 0)
+        ):
+            return False
 
-            count = known[1] + 1
-            recent[msg_id] = (known[0], count, *known[2:])
-            # The expiry is set again (unchanged): should the entry be gone
-            # from Redis (a restart without persistence), the count alone
-            # must not stay forever.
-            key = keys.msgid(str(msg_id))
-            left_ms = self.ttl_ms - int((now - known[0]) * 1000)
-            self.writer.queue_together(
-                ("HINCRBY", key, REPORTED, 1), ("PEXPIRE", key, max(left_ms, 1))
-            )
-            matched, _failed, arguments = report[2]
-            self._answer(matched, (_known_entry(known), count == 1), *arguments)
+        count = known[1] + 1
+        self._recent[msg_id] = (known[0], count, *known[2:])
+        # The expiry is set again (unchanged): should the entry be gone from
+        # Redis (a restart without persistence), the count alone must not
+        # stay forever.
+        key = keys.msgid(str(msg_id))
+        left_ms = self.ttl_ms - int((now - known[0]) * 1000)
+        self.writer.queue_together(
+            ("HINCRBY", key, REPORTED, 1), ("PEXPIRE", key, max(left_ms, 1))
+        )
+        matched, _failed, arguments = report[2]
+        self._answer(matched, (_known_entry(known), count == 1), *arguments)
+        return True
+
+    def _match_batch(self, reports: list) -> None:
+        now = self.clock.seconds()
+        elsewhere = [report for report in reports if not self._count_here(report, now)]
         if not elsewhere:
             return
 
