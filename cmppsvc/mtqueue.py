@@ -39,7 +39,7 @@ from cmppsvc.mtentries import (
 )
 from cmppsvc.mttrim import trim_stream
 from cmppsvc.redisconn import reply_text
-from cmppsvc.redisoutage import failure_text
+from cmppsvc.redisoutage import failure_text, is_transient
 from cmppsvc.writebehind import WriteBehind
 
 __all__ = [
@@ -127,6 +127,8 @@ class MTReader:
         self._wake = None
         self._failures = 0
         self._trimming = task.LoopingCall(self.trim)
+        # Channels whose last trim failed for a cause that does not pass.
+        self._trim_failing: dict[str, bool] = {}
         self._trimming.clock = clock
 
     # -- channels --------------------------------------------------------------
@@ -211,14 +213,30 @@ class MTReader:
                 trimmed = trim_stream(self.writer.redis, channel_id)
             except Exception:
                 trimmed = defer.fail()
-            trims.append(trimmed.addErrback(self._trim_failed, channel_id))
+            trimmed.addCallbacks(
+                self._trimmed,
+                self._trim_failed,
+                callbackArgs=(channel_id,),
+                errbackArgs=(channel_id,),
+            )
+            trims.append(trimmed)
         return defer.gatherResults(trims)
 
+    def _trimmed(self, _count, channel_id: str) -> None:
+        if self._trim_failing.pop(channel_id, None):
+            self.log.info(
+                "MT stream trimmed again channel={channel}", channel=channel_id
+            )
+
     def _trim_failed(self, failure, channel_id: str) -> None:
-        # Only memory is at stake, and the next trim catches up; a Redis
-        # outage is logged where it stops work.
-        self.log.debug(
-            "trimming the MT stream failed channel={channel}: {cause}",
+        # Only memory is at stake, and the next trim catches up; an outage is
+        # logged where it stops work. Any other failure (an ACL, an old Redis
+        # without XTRIM MINID) would let the stream grow: said once.
+        if is_transient(failure) or channel_id in self._trim_failing:
+            return
+        self._trim_failing[channel_id] = True
+        self.log.warn(
+            "MT stream cannot be trimmed, it grows channel={channel}: {cause}",
             channel=channel_id,
             cause=failure_text(failure),
         )

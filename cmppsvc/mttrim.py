@@ -6,10 +6,11 @@ a producer cannot trim the stream safely itself (``MAXLEN`` drops entries not
 read yet). Deleting each entry as it is acknowledged (XDEL) cost Redis about as
 much as everything else it does for a message, so the streams are trimmed in
 bulk instead: every entry older than the oldest one still pending in the
-consumer group, or, with nothing pending, every entry the group has read, goes
-with one ``XTRIM MINID ~``. The ``~`` lets Redis drop whole nodes only, which is
-nearly free; up to a node's worth of finished entries (100 by default) stays
-until the next trim.
+consumer group, or, with nothing pending, every entry before the last one the
+group has read, goes with one ``XTRIM MINID ~`` (ids are compared, never
+computed: a sequence part of 2^53 or more would not survive Lua's numbers).
+The ``~`` lets Redis drop whole nodes only, which is nearly free; up to a node's
+worth of finished entries (100 by default) stays until the next trim.
 """
 
 from twisted.internet import defer
@@ -18,7 +19,9 @@ from cmppsvc import keys
 
 # KEYS[1]: the stream; ARGV[1]: the group. Returns the number of entries
 # trimmed. Entries not read yet come after the group's last-delivered id, and
-# entries read but not acknowledged are pending: neither is ever trimmed.
+# entries read but not acknowledged are pending: neither is ever trimmed. The
+# streams are cmppsvc's alone: another consumer group's unread entries are not
+# looked at.
 TRIM_SCRIPT = """
 local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
 if not ok then
@@ -28,23 +31,18 @@ local keep_from
 if pending[1] > 0 then
   keep_from = pending[2]
 else
-  local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-  for _, group in ipairs(groups) do
-    local name, last = nil, nil
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, last
     for position = 1, #group, 2 do
       if group[position] == 'name' then name = group[position + 1] end
       if group[position] == 'last-delivered-id' then last = group[position + 1] end
     end
     if name == ARGV[1] then
-      local ms, seq = string.match(last, '^(%d+)-(%d+)$')
-      if ms == nil or (ms == '0' and seq == '0') then
-        return 0
-      end
-      keep_from = ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+      keep_from = last
     end
   end
 end
-if keep_from == nil then
+if keep_from == nil or keep_from == '0-0' then
   return 0
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', keep_from)

@@ -1,5 +1,7 @@
 # Tests for cmppsvc.mtqueue: one reader for many MT streams, against real Redis.
+import txredisapi
 from twisted.internet import defer, reactor, task
+from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
 from cmppsvc import keys
@@ -254,3 +256,29 @@ class DoneCommandsTests(unittest.SynchronousTestCase):
             done_commands("c1", ["1-0", "2-0"]),
             (("XACK", keys.mt_stream("c1"), keys.MT_GROUP, "1-0", "2-0"),),
         )
+
+
+class TrimFailureTests(unittest.SynchronousTestCase):
+    """A trim that cannot work is said once; one that works again is said too."""
+
+    def test_warned_once_then_resumed(self):
+        class Refusing:
+            def __init__(self):
+                self.error = txredisapi.ResponseError("NOPERM this user has no EVAL")
+
+            def eval(self, *arguments):
+                return defer.fail(self.error) if self.error else defer.succeed(3)
+
+        redis = Refusing()
+        writer = WriteBehind(redis, task.Clock())
+        reader = MTReader(redis, writer, "p1", task.Clock())
+        reader.add_channel("c1", lambda entries: None, lambda: 0)
+        with capturedLogs() as events:
+            reader.trim()
+            reader.trim()
+            redis.error = None
+            reader.trim()
+        said = [(e["log_level"].name, e["log_format"]) for e in events]
+        self.assertEqual([level for level, _ in said], ["warn", "info"])
+        self.assertIn("cannot be trimmed", said[0][1])
+        self.assertIn("trimmed again", said[1][1])

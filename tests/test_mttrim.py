@@ -78,3 +78,20 @@ class TrimTests(TestCase):
         yield self.add(3)
         self.assertEqual((yield trim_stream(self.redis, CHANNEL)), 0)
         self.assertEqual(len((yield self.left())), 3)
+
+    @defer.inlineCallbacks
+    def test_huge_sequence_numbers_are_compared_not_computed(self):
+        # Small nodes, so that the approximate trim has whole nodes to drop.
+        yield self.redis.execute_command("CONFIG", "SET", "stream-node-max-entries", 4)
+        yield self.redis.execute_command(
+            "XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"
+        )
+        ids = [f"5-{2**55 + n}" for n in range(8)]
+        for entry_id in ids:
+            yield self.redis.execute_command("XADD", STREAM, entry_id, "n", "x")
+        read = yield self.read(6)
+        yield self.redis.execute_command("XACK", STREAM, GROUP, *read)
+
+        yield trim_stream(self.redis, CHANNEL)
+        left = yield self.left()
+        self.assertTrue(set(ids[6:]) <= set(left), "unread entries stay")
