@@ -105,6 +105,10 @@ class ChannelService(Service):
         stores = self._stores
         self._set_state("starting")
 
+        # A new run: reports of Msg_Ids indexed in an earlier run here are
+        # counted in Redis, where another process may have counted them since.
+        stores.msgindex.forget_channel(config.channel_id)
+
         self.allocator = SequenceAllocator(
             stores.sequence_store, config.channel_id, self._clock
         )
@@ -191,10 +195,6 @@ class ChannelService(Service):
         self._write_status()
         yield self._stores.writer.flush()
 
-        # Whoever runs the channel next (maybe another process) counts its
-        # reports in Redis, where the counts made here are now written.
-        self._stores.msgindex.forget_channel(self.config.channel_id)
-
     def forget(self) -> defer.Deferred:
         """After a manual stop: resolve what this channel left in flight and
         delete its cached keys (in-flight hash, Sequence_Id high-water mark)
@@ -250,7 +250,7 @@ class ChannelService(Service):
             return 0
         return self.outbound.capacity()
 
-    def _done_commands(self, entry_id: str) -> tuple[tuple, tuple]:
+    def _done_commands(self, entry_id: str) -> tuple[tuple, ...]:
         return done_commands(self.config.channel_id, [entry_id])
 
     def _connection_state_changed(self, state: str, details: dict) -> None:

@@ -22,11 +22,12 @@ path, batched for every report of a reactor turn:
 
 A report counted more than once is a duplicate. Only the channel's owner
 receives its reports, so counting here is exact while this process runs the
-channel; when a channel stops here, its entries are no longer counted here
-(``forget_channel``) once the counts are written, and whoever runs it next
-counts in Redis. Shortcoming: two channel records for one gateway account, run
-by different processes, break the premise; a duplicate report the gateway hands
-to the other process's connection is then not always recognised as one.
+channel; each time a channel starts here, the entries of its earlier runs are
+no longer counted here (``forget_channel``) but in Redis, where another process
+may have counted them meanwhile. Shortcoming: two channel records for one
+gateway account, run by different processes, break the premise; a duplicate
+report the gateway hands to the other process's connection is then not always
+recognised as one.
 
 ``lookup`` reads one entry, without counting.
 
@@ -44,6 +45,7 @@ from collections.abc import Callable, Iterable
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from cmppsvc import keys
 from cmppsvc.redisconn import reply_text
@@ -252,17 +254,23 @@ class MsgIdIndex:
         ):
             return False
 
-        count = known[1] + 1
-        self._recent[msg_id] = (known[0], count, *known[2:])
         # The expiry is set again (unchanged): should the entry be gone from
         # Redis (a restart without persistence), the count alone must not
         # stay forever.
         key = keys.msgid(str(msg_id))
         left_ms = self.ttl_ms - int((now - known[0]) * 1000)
-        self.writer.queue_together(
-            ("HINCRBY", key, REPORTED, 1), ("PEXPIRE", key, max(left_ms, 1))
-        )
-        matched, _failed, arguments = report[2]
+        matched, failed, arguments = report[2]
+        try:
+            self.writer.queue_together(
+                ("HINCRBY", key, REPORTED, 1), ("PEXPIRE", key, max(left_ms, 1))
+            )
+        except Exception:
+            # The write queue is full (Redis away too long): not counted.
+            self._answer(failed, Failure(), *arguments)
+            return True
+
+        count = known[1] + 1
+        self._recent[msg_id] = (known[0], count, *known[2:])
         self._answer(matched, (_known_entry(known), count == 1), *arguments)
         return True
 
@@ -322,10 +330,10 @@ class MsgIdIndex:
             self._report_call = self.clock.callLater(0, self._match_reports)
 
     def forget_channel(self, channel_id: str) -> None:
-        """From now on count the reports of ``channel_id``'s entries in Redis,
-        also those indexed before (call it once the channel's writes are
-        flushed: whoever runs the channel next may be another process). O(1):
-        the entries stay in the map, marked as of an earlier run."""
+        """Start a new run of ``channel_id`` here: reports of the entries
+        indexed before are counted in Redis from now on (call it when the
+        channel starts, before it indexes anything). O(1): the entries stay in
+        the map, marked as of an earlier run."""
         self._runs[channel_id] = self._runs.get(channel_id, 0) + 1
 
     # -- one at a time -------------------------------------------------------------

@@ -4,7 +4,7 @@ from twisted.trial import unittest
 
 from cmppsvc import keys
 from cmppsvc.msgindex import MsgIdIndex
-from cmppsvc.writebehind import WriteBehind
+from cmppsvc.writebehind import WriteBehind, WriteBehindFull
 from tests.redisserver import start_redis
 
 MSG_ID = 0xFEDCBA9876543210
@@ -213,6 +213,20 @@ class MsgIdIndexClockTests(unittest.SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(runs, [[keys.msgid("1")]], "past half its TTL: Redis")
         self.assertEqual(self.successResultOf(old), ({"id": "007"}, False))
+
+    def test_a_full_write_queue_fails_the_report_uncounted(self):
+        clock = task.Clock()
+
+        class Silent:
+            def eval(self, script, names, arguments):
+                return defer.Deferred()
+
+        writer = WriteBehind(Silent(), clock, interval=60, max_queue=1)
+        index = MsgIdIndex(writer, Silent(), clock)
+        index.put(1, ENTRY)  # the queue is full now
+        failure = self.failureResultOf(index.report(1), WriteBehindFull)
+        self.assertIsNotNone(failure)
+        self.assertEqual(index._recent[1][1], 0, "not counted")
 
 
 class HotPathTests(RedisIndexTestCase):
