@@ -69,6 +69,10 @@ class RedisServerFailed(RedisServerError):  # noqa: N818
     """redis-server exited or never answered while starting."""
 
 
+class RedisPortTaken(RedisServerFailed):  # noqa: N818
+    """Another program listens on the private server's port."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -169,6 +173,8 @@ class LocalRedis:
         self._process = None
         self._workdir = None
         self._starting: defer.Deferred | None = None
+        #: Called when a restart finds the port taken by another program.
+        self.on_port_taken: Callable[[], object] | None = None
         self._stopping = False
         self._restarts: RestartSchedule | None = None
         self._restart_waiters: list[defer.Deferred] = []
@@ -241,7 +247,22 @@ class LocalRedis:
                 waiter.callback(self)
             return result
 
-        return self._launch().addCallback(answering)
+        def taken(failure):
+            # Another program took the port while the server was down, and
+            # the clients reconnect to whatever answers there: restarting
+            # later would not make that server ours.
+            failure.trap(RedisPortTaken)
+            self._stop_restarting()
+            self.log.error(
+                "port {port} was taken by another program while redis-server "
+                "was down: not restarting it",
+                port=self.port,
+            )
+            if self.on_port_taken is not None:
+                self.on_port_taken()
+            return failure
+
+        return self._launch().addCallbacks(answering, taken)
 
     def _launch(self) -> defer.Deferred:
         """Spawn the server and wait until it answers (no restart involved)."""
@@ -258,7 +279,7 @@ class LocalRedis:
 
         if not port_is_free(self.port):
             return defer.fail(
-                RedisServerFailed(
+                RedisPortTaken(
                     f"port {self.port} on 127.0.0.1 is already in use by another "
                     "program: stop it, choose another --redis-port, or pass "
                     "--redis URL to use a Redis of your own"

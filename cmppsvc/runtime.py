@@ -139,11 +139,22 @@ class CmppService(MultiService):
         self._started.addBoth(done)
         return result
 
+    def _private_redis_lost(self) -> None:
+        """Another program took the private server's port while it was down:
+        whatever answers there now is not ours, so nothing more is written."""
+        log.critical(
+            "the private redis-server is gone and its port taken: writes stop; "
+            "restart cmppsvc"
+        )
+        if self.stores is not None:
+            self.stores.writer.close()
+
     @defer.inlineCallbacks
     def _start(self):
         address = self._redis_address
         if address is None:
             self.local_redis = LocalRedis(self._redis_directory, port=self._redis_port)
+            self.local_redis.on_port_taken = self._private_redis_lost
             yield self.local_redis.start()
             log.info(
                 "started a private redis-server url={url} directory={directory}",

@@ -25,7 +25,8 @@ from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL
 from cmppsvc.runtime import CmppService
 from cmppsvc.writebehind import INTERVAL, MAX_BATCH
 
-#: Exit status of a process whose service could not start.
+#: Exit status of a process whose service could not start, or lost the private
+#: Redis it cannot go on without.
 START_FAILED_STATUS = 1
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -223,6 +224,11 @@ class ProcessCmppService(CmppService):
     def _end_after_failed_start(self, failure: Any) -> None:
         if not failure.check(defer.CancelledError):
             self._end(START_FAILED_STATUS)
+
+    def _private_redis_lost(self) -> None:
+        """The process cannot go on without its Redis: end it."""
+        super()._private_redis_lost()
+        self._end(START_FAILED_STATUS)
 
 
 def makeService(options: Options) -> CmppService:

@@ -99,6 +99,29 @@ class LocalRedisTests(unittest.TestCase):
         self.assertEqual(exit_event["port"], server.port)
 
     @defer.inlineCallbacks
+    def test_a_port_taken_meanwhile_ends_the_restarts(self):
+        server = LocalRedis(None, restart_delay=lambda attempt: 0.2)
+        yield server.start()
+        self.addCleanup(server.stop)
+        lost = defer.Deferred()
+        server.on_port_taken = lambda: lost.callback(True)
+        process = server._process
+        os.kill(server.pid, signal.SIGKILL)
+        yield process.ended
+
+        with socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", server.port))
+            taken.listen()
+            events = capture_log(self)
+            yield lost
+
+        self.assertFalse(server.running)
+        self.assertEqual(
+            len([line for line in formats(events) if "not restarting" in line]), 1
+        )
+
+    @defer.inlineCallbacks
     def test_stop_ends_a_waiting_restart(self):
         server = LocalRedis(None, restart_delay=lambda attempt: 3600.0)
         yield server.start()

@@ -163,6 +163,13 @@ class FailedStartEndsTheProcessTests(TestCase):
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
+    def test_a_private_redis_lost_for_good_ends_the_process(self):
+        service = ProcessCmppService(None, reactor, end=self.statuses.append)
+        service._private_redis_lost()
+        self.assertEqual(self.statuses, [START_FAILED_STATUS])
+        (line,) = [e for e in self.events if e["log_level"] == LogLevel.critical]
+        self.assertIn("port taken", line["log_format"])
+
     @defer.inlineCallbacks
     def test_port_in_use_is_one_error_line_then_the_end(self):
         if shutil.which("redis-server") is None:
