@@ -16,6 +16,7 @@ from tests.test_collection_support import (
     PASSWORD,
     answered_ids,
     channel_ids,
+    one_running_channel,
     record,
     send_many,
     start_service,
@@ -144,12 +145,7 @@ class RefusedChangeTests(TestCase):
 
     @defer.inlineCallbacks
     def test_status_keeps_the_reason_after_the_stop(self):
-        server, redis = yield start_redis(self)
-        simulator, port = yield start_simulator(self, ["a0"])
-        (channel,) = channel_ids(1)
-        yield redis.set(keys.channel_info(channel), record(channel, "a0", port))
-        service = yield start_service(self, server, rescan_interval=60.0)
-        yield wait_for(lambda: simulator.logged_in("a0"))
+        service, redis, _simulator, port, channel, _ = yield one_running_channel(self)
 
         yield redis.set(
             keys.channel_info(channel), record(channel, "a0", port, gatewayPort=0)
@@ -245,12 +241,9 @@ class QuietRescanTests(TestCase):
 
     @defer.inlineCallbacks
     def test_channels_checked_is_logged_when_the_counts_change(self):
-        server, redis = yield start_redis(self)
-        simulator, port = yield start_simulator(self, ["a0"])
-        good, bad = channel_ids(2)
-        yield redis.set(keys.channel_info(good), record(good, "a0", port))
-        service = yield start_service(self, server, rescan_interval=60.0)
-        yield wait_for(lambda: simulator.logged_in("a0"))
+        service, redis, _simulator, _port, _good, (bad,) = yield one_running_channel(
+            self, spare_ids=1
+        )
 
         def checked_lines(events):
             return [e for e in events if "channels checked" in e["log_format"]]
@@ -269,12 +262,14 @@ class QuietRescanTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_command_for_a_channel_without_a_record_is_reported(self):
-        server, redis = yield start_redis(self)
-        simulator, port = yield start_simulator(self, ["a0"])
-        good, missing = channel_ids(2)
-        yield redis.set(keys.channel_info(good), record(good, "a0", port))
-        service = yield start_service(self, server, rescan_interval=60.0)
-        yield wait_for(lambda: simulator.logged_in("a0"))
+        (
+            service,
+            _redis,
+            _simulator,
+            _port,
+            good,
+            (missing,),
+        ) = yield one_running_channel(self, spare_ids=1)
 
         with capturedLogs() as events:
             yield service.collection.handle_command(Command("stop", missing))

@@ -21,8 +21,8 @@ from cmppsvc.guard import loopback_only
 from cmppsvc.redisconn import RedisAddress
 from cmppsvc.runtime import CmppService
 from cmppsvc.simulator.factory import SimulatorFactory
-from tests.endtoend import fixture_records, read_events, send_mt
-from tests.redisserver import fast_reconnect
+from tests.endtoend import fixture_records, read_events, send_mt, wait_for
+from tests.redisserver import fast_reconnect, start_redis
 
 PASSWORD = "123"
 
@@ -102,6 +102,20 @@ def start_service(testcase, server, consumer_name: str = "one", **options):
     yield service.whenStarted()
     fast_reconnect(service.redis)
     return service
+
+
+@defer.inlineCallbacks
+def one_running_channel(testcase, spare_ids: int = 0):
+    """A private Redis, a simulator with account "a0", one channel record for
+    it and a service (no periodic rescan) logged in to it. Fires with
+    (service, redis, simulator, port, channel id, spare unused channel ids)."""
+    server, redis = yield start_redis(testcase)
+    simulator, port = yield start_simulator(testcase, ["a0"])
+    channel_id, *spare = channel_ids(1 + spare_ids)
+    yield redis.set(keys.channel_info(channel_id), record(channel_id, "a0", port))
+    service = yield start_service(testcase, server, rescan_interval=60.0)
+    yield wait_for(lambda: simulator.logged_in("a0"))
+    return service, redis, simulator, port, channel_id, spare
 
 
 @defer.inlineCallbacks
