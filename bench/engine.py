@@ -175,7 +175,8 @@ def measure(reactor, simulator: Simulator, version: int, window: int, arguments)
     run.with_deferreds = arguments.deferreds
     # The prebuilt PDUs are the bench's input: keep the collector off them.
     gc.collect()
-    gc.freeze()
+    if hasattr(gc, "freeze"):  # CPython's; PyPy's collector has none
+        gc.freeze()
     run.connector.startService()
     yield run.ready.addTimeout(15, reactor)
 
@@ -189,7 +190,8 @@ def measure(reactor, simulator: Simulator, version: int, window: int, arguments)
     if deadline.active():
         deadline.cancel()
     yield run.connector.stopService()
-    gc.unfreeze()
+    if hasattr(gc, "unfreeze"):
+        gc.unfreeze()
 
     response_seconds = max(run.last_response - run.started, 1e-9)
     report_seconds = max(run.last_report - run.started, 1e-9)

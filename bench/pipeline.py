@@ -177,7 +177,7 @@ class Events:
                 return
             entries = reply[0][1] if isinstance(reply, list) else reply[keys.EVENTS]
             for stream_id, flat in entries:
-                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                fields = dict(zip(flat[::2], flat[1::2]))
                 kind = fields.get("type")
                 if kind == "submit":
                     self.submits[fields["id"]] = millis(stream_id)
@@ -278,8 +278,7 @@ def throughput(reactor, redis: RawRedis, arguments, local, simulator) -> Any:
         calls.pop(own, None)
     sent = max(figures["sent"], 1)
     figures["cpu_per_message_us"] = [
-        (after - before) * 1e6 / sent
-        for before, after in zip(cpu_before, cpu_after, strict=True)
+        (after - before) * 1e6 / sent for before, after in zip(cpu_before, cpu_after)
     ]
     figures["calls"] = calls
     figures["redis_time"] = stats_between(stats_before, stats_after, 1)

@@ -102,7 +102,8 @@ def serve(reactor_: object, port_file: str, arrivals_file: str) -> Deferred:
     )
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(simulator)
     # As twistd cmppsim does: start-up objects out of the collector's view.
-    gc.freeze()
+    if hasattr(gc, "freeze"):  # CPython's; PyPy's collector has none
+        gc.freeze()
     finished: Deferred = Deferred()
     reactor.addSystemEventTrigger("before", "shutdown", finished.callback, None)
     Path(port_file).write_text(str(port.getHost().port))
@@ -172,7 +173,7 @@ def transit(handed: list[float], arrivals: list[float]) -> tuple[float, ...] | N
     SUBMIT sent twice, or lost)."""
     if not handed or len(handed) != len(arrivals):
         return None
-    delays = sorted(read - noted for noted, read in zip(handed, arrivals, strict=True))
+    delays = sorted(read - noted for noted, read in zip(handed, arrivals))
     last = len(delays) - 1
     return tuple(
         delays[min(last, int(len(delays) * share))] * 1000

@@ -12,6 +12,8 @@ simulator, and both CPU times are printed, so the figure is the simulator's.
 Bounded in count and time; connects to 127.0.0.1 only.
 """
 
+from __future__ import annotations
+
 import argparse
 import hashlib
 import os

@@ -51,7 +51,7 @@ def _load_json(channel_id: str, raw: bytes | str | None) -> dict[str, Any]:
     """Bound, decode and parse the record; it must be a JSON object."""
     if raw is None:
         raise ChannelConfigError(channel_id, "record", "missing")
-    if not isinstance(raw, bytes | bytearray | str):
+    if not isinstance(raw, (bytes, bytearray, str)):
         raise ChannelConfigError(
             channel_id, "record", f"must be text, got {type(raw).__name__}"
         )

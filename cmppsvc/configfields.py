@@ -65,7 +65,7 @@ def json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -116,7 +116,7 @@ def decimal(minimum: float, maximum: float) -> Converter:
         if isinstance(value, bool):
             raise FieldError(f"must be a number, got {json_type(value)}")
 
-        if isinstance(value, int | float):
+        if isinstance(value, (int, float)):
             number = float(value)
         elif isinstance(value, str):
             text = value.strip()

@@ -209,7 +209,7 @@ class LeaseKeeper:
             )
             failed = [
                 channel_id
-                for batch, (success, renewed) in zip(batches, results, strict=True)
+                for batch, (success, renewed) in zip(batches, results)
                 if not success or not renewed
                 for channel_id in batch
             ]

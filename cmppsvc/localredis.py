@@ -11,6 +11,8 @@ after a delay growing from 0.5 s to 30 s (``RestartSchedule``), until
 ``stop()``. Its clients ride out the gap by reconnecting.
 """
 
+from __future__ import annotations
+
 import collections
 import os
 import shutil

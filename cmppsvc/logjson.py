@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from twisted.logger import ILogObserver, LogLevel, formatEvent
@@ -25,12 +25,11 @@ def flatten_event(event: dict[str, Any]) -> dict[str, Any]:
     """The event as a flat dict: time, level, module, msg, then its fields."""
     level = event.get("log_level", LogLevel.info)
     timestamp = event.get("log_time")
+    when = None
+    if timestamp:
+        when = datetime.fromtimestamp(timestamp, timezone.utc)
     flat: dict[str, Any] = {
-        "time": (
-            datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-            if timestamp
-            else None
-        ),
+        "time": when.isoformat(timespec="milliseconds") if when else None,
         # The levels are NamedConstants: their name is what log tools expect.
         "level": getattr(level, "name", None) or str(level),
         "module": event.get("log_namespace", ""),

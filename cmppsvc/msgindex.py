@@ -39,6 +39,8 @@ hours), so it survives restarts and crashes: a report for a Msg_Id answered
 before a restart is still matched.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -112,7 +114,7 @@ return result
 
 def _known_entry(known: tuple) -> dict:
     """{field: text} of an entry remembered by ``MsgIdIndex._remember``."""
-    return dict(zip(known[4::2], known[5::2], strict=True))
+    return dict(zip(known[4::2], known[5::2]))
 
 
 def _entry(items: Iterable, msg_id: int, log: Logger) -> dict | None:
@@ -290,7 +292,7 @@ class MsgIdIndex:
         )
 
     def _matched(self, replies, reports: list) -> None:
-        for (msg_id, attempt, d), reply in zip(reports, replies, strict=True):
+        for (msg_id, attempt, d), reply in zip(reports, replies):
             count = int(reply[0])
             if count == 0:
                 self._answer(self._not_found, msg_id, attempt, d)

@@ -83,7 +83,7 @@ def decode_entry(fields, limit: int = MAX_ENTRY_BYTES) -> dict[str, str]:
     else:
         if characters * 4 <= limit:
             pairs = iter(fields)
-            return dict(zip(pairs, pairs, strict=True))
+            return dict(zip(pairs, pairs))
     return _decode_each_field(fields, limit)
 
 

@@ -20,6 +20,8 @@ outcome is written. Acknowledged entries are trimmed from the streams every
 not) trim them.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 import attrs

@@ -8,6 +8,8 @@ with the script's reply (the positions and errors of the commands Redis
 refused, which ``command_names`` turns back into names for the log).
 """
 
+from __future__ import annotations
+
 import txredisapi
 from hiredis import pack_command
 from twisted.internet import defer
@@ -75,7 +77,7 @@ def _plain(value):
     # bool and other int subclasses are sent as their number
     if isinstance(value, int):
         return int(value)
-    if isinstance(value, str | bytes | float):
+    if isinstance(value, (str, bytes, float)):
         return value
     raise TypeError(f"cannot send {type(value).__name__} to Redis")
 

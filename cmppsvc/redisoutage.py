@@ -65,11 +65,13 @@ def is_transient(problem: BaseException | Failure) -> bool:
         return str(problem).startswith(TRANSIENT_REPLIES)
     return isinstance(
         problem,
-        txredisapi.ConnectionError
-        | defer.TimeoutError
-        | error.ConnectError
-        | error.ConnectionLost
-        | error.ConnectionDone,
+        (
+            txredisapi.ConnectionError,
+            defer.TimeoutError,
+            error.ConnectError,
+            error.ConnectionLost,
+            error.ConnectionDone,
+        ),
     )
 
 
@@ -77,10 +79,10 @@ def failure_text(problem: BaseException | Failure) -> str:
     """One line naming what went wrong with a Redis command, for a log field."""
     if isinstance(problem, Failure):
         problem = problem.value
-    if isinstance(problem, defer.TimeoutError | error.TimeoutError):
+    if isinstance(problem, (defer.TimeoutError, error.TimeoutError)):
         # Deferred.addTimeout's error reads "(30.0, 'Deferred')".
         seconds = problem.args[0] if problem.args else None
-        if isinstance(seconds, int | float):
+        if isinstance(seconds, (int, float)):
             return f"no reply from Redis within {seconds:g} s"
         return "no reply from Redis in time"
     return str(problem) or type(problem).__name__

@@ -215,7 +215,8 @@ class CmppService(MultiService):
         # What start-up built lives as long as the process: moved out of the
         # collector's view, it no longer lengthens every full collection,
         # whose pauses are the service's latency tail.
-        gc.freeze()
+        if hasattr(gc, "freeze"):  # CPython's; PyPy's collector has none
+            gc.freeze()
         return self
 
     def _start_failed(self, failure):

@@ -40,13 +40,13 @@ def channel_rate(*rates: float | int | str | None) -> float:
 
 def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
     """An attrs validator: the value is a number above 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
 
 
 def _not_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
     """An attrs validator: the value is a number not below 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(
             f"{attribute.name} must be a number of 0 or more, got {value!r}"
         )

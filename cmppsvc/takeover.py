@@ -78,7 +78,7 @@ class LeaseCoordination:
             consumeErrors=True,
         )
         taken = []
-        for channel_id, (success, result) in zip(free, results, strict=True):
+        for channel_id, (success, result) in zip(free, results):
             if not success:
                 self._report_trouble("taking over channels", result.value)
             elif result:

@@ -14,6 +14,8 @@ Delivery is at least once: when a connection is lost after Redis ran a batch
 but before its reply arrived, the batch is sent again.
 """
 
+from __future__ import annotations
+
 from collections import deque
 from collections.abc import Callable
 

@@ -125,7 +125,7 @@ def read_events(redis: Any) -> Any:
         pairs = [
             value.decode() if isinstance(value, bytes) else str(value) for value in flat
         ]
-        events.append(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+        events.append(dict(zip(pairs[::2], pairs[1::2])))
     return events
 
 

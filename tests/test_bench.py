@@ -40,7 +40,7 @@ class HelperTests(SynchronousTestCase):
 
     def test_xadd_is_an_mt_entry(self) -> None:
         command = xadd(7)
-        fields = dict(zip(command[3::2], command[4::2], strict=True))
+        fields = dict(zip(command[3::2], command[4::2]))
         self.assertEqual(fields["id"], "m7")
         self.assertEqual(fields["to"], "13800000007")
         self.assertTrue(fields["text"])

@@ -64,7 +64,7 @@ class InFlightStoreTests(unittest.TestCase):
         clock.advance(0)
         yield written
         flat = yield self.redis.execute_command("HGETALL", keys.inflight("c2"))
-        records = dict(zip(flat[0::2], flat[1::2], strict=True))
+        records = dict(zip(flat[0::2], flat[1::2]))
         self.assertIn('"seq":8', records["1-0/0"])
         self.assertNotIn("seq", records["1-0/1"])
         writer.close()

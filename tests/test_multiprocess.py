@@ -40,7 +40,7 @@ class TwoInstancesTests(TestCase):
         ids = channel_ids(CHANNELS)
         accounts = [f"a{number}" for number in range(CHANNELS)]
         simulator, port = yield start_simulator(self, accounts)
-        for channel_id, account in zip(ids, accounts, strict=True):
+        for channel_id, account in zip(ids, accounts):
             yield redis.set(
                 keys.channel_info(channel_id), record(channel_id, account, port)
             )

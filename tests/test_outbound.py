@@ -118,7 +118,7 @@ def _config():
 
 def _event_fields(command: tuple) -> dict:
     flat = command[6:]
-    return dict(zip(flat[0::2], flat[1::2], strict=True))
+    return dict(zip(flat[0::2], flat[1::2]))
 
 
 class OutboundTests(SynchronousTestCase):

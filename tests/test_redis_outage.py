@@ -30,7 +30,7 @@ class RedisRestartTests(TestCase):
         server, redis = yield start_redis(self)
         simulator, port = yield start_simulator(self, ["a0", "a1"])
         ids = channel_ids(2)
-        for channel_id, account in zip(ids, ["a0", "a1"], strict=True):
+        for channel_id, account in zip(ids, ["a0", "a1"]):
             yield redis.set(
                 keys.channel_info(channel_id), record(channel_id, account, port)
             )

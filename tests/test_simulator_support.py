@@ -1,6 +1,8 @@
 # Shared helpers for the simulator tests (no test cases here).
 """An in-memory SP client driving one SimulatorProtocol, for the simulator tests."""
 
+from __future__ import annotations
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock

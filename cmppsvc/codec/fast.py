@@ -149,7 +149,7 @@ class _EncodedBlocks(dict):
     def __missing__(self, values: tuple) -> bytes:
         checked = [
             encoder_for(size)[value] if size else value
-            for value, size in zip(values, self.text_sizes, strict=True)
+            for value, size in zip(values, self.text_sizes)
         ]
         packed = self.compiled.pack(*checked)
         if len(self) >= CACHE_LIMIT:
@@ -194,7 +194,7 @@ def _block_decoder(cls: type, items: list[tuple]) -> tuple[Callable, list[str]]:
     order = [attribute for _kind, _wire, attribute, _size in items]
 
     def decode_block(raw: bytes) -> tuple:
-        unpacked = dict(zip(order, compiled.unpack(raw), strict=True))
+        unpacked = dict(zip(order, compiled.unpack(raw)))
         values = []
         for name in span:
             if name not in unpacked:

@@ -61,7 +61,7 @@ def compose_msg_id(
     """The 64-bit Msg_Id of its parts; ValueError when a part does not fit its bits."""
     values = (month, day, hour, minute, second, gateway, sequence)
     msg_id = 0
-    for (name, width, shift), value in zip(_WIDTHS, values, strict=True):
+    for (name, width, shift), value in zip(_WIDTHS, values):
         if not 0 <= value < (1 << width):
             raise ValueError(f"Msg_Id {name} {value} does not fit {width} bits")
         msg_id |= value << shift

@@ -71,11 +71,11 @@ def encode_body(pdu: Any, layout: tuple) -> bytes:
         elif kind in (TEXT, TAIL_TEXT):
             parts.append(_text(value, size, where))
         elif kind == RAW:
-            if not isinstance(value, bytes | bytearray) or len(value) > size:
+            if not isinstance(value, (bytes, bytearray)) or len(value) > size:
                 raise CodecError(f"{where} must be at most {size} bytes")
             parts.append(bytes(value).ljust(size, b"\0"))
         elif kind == DESTS:
-            if isinstance(value, str | bytes) or len(value) > _MAX_COUNT[wire]:
+            if isinstance(value, (str, bytes)) or len(value) > _MAX_COUNT[wire]:
                 raise CodecError(
                     f"{where} must be a sequence of at most {_MAX_COUNT[wire]} numbers"
                 )
@@ -83,7 +83,7 @@ def encode_body(pdu: Any, layout: tuple) -> bytes:
             for index, number in enumerate(value):
                 parts.append(_text(number, size, f"{where}[{index}]"))
         elif kind == CONTENT:
-            if not isinstance(value, bytes | bytearray) or len(value) > 255:
+            if not isinstance(value, (bytes, bytearray)) or len(value) > 255:
                 raise CodecError(f"{where} must be bytes, at most 255 (Msg_Length)")
             parts.append(_INTEGER[U8].pack(len(value)))
             parts.append(bytes(value))

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_loopback -*-
 """The accounts a simulated gateway accepts: account name -> password."""
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Iterator, Mapping
 
 
@@ -17,7 +19,7 @@ class Accounts:
             self.add(account, password)
 
     @classmethod
-    def parse(cls, specifications: Iterable[str]) -> "Accounts":
+    def parse(cls, specifications: Iterable[str]) -> Accounts:
         """Build from ``ACCOUNT:PASSWORD`` texts (the twistd ``--account`` form)."""
         accounts = cls()
         for specification in specifications:

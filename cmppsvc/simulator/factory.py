@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_protocol,tests.test_simulator_loopback -*-
 """The simulated ISMG: accounts, behaviour, shared Msg_Ids, what it received."""
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Mapping
 
 from twisted.internet.defer import Deferred, succeed

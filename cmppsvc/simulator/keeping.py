@@ -7,6 +7,8 @@ connection of the same account. ``ReportKeeping`` is that part of
 ``SimulatorProtocol``; the account's store is ``undelivered.UndeliveredReports``.
 """
 
+from __future__ import annotations
+
 import itertools
 
 from cmppsvc.simulator.undelivered import readdress_all

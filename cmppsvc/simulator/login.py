@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_protocol -*-
 """How the simulated gateway answers a CONNECT (reference sections 2.1 and 2.2)."""
 
+from __future__ import annotations
+
 import hmac
 from collections.abc import Collection
 

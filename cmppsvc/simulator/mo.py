@@ -6,6 +6,8 @@ The split here is the simulator's own, deliberately independent of the codec's
 ``longsms``: the client's reassembly is tested against a second implementation.
 """
 
+from __future__ import annotations
+
 import time
 
 from cmppsvc.codec import Deliver, StatusReport
@@ -74,7 +76,7 @@ def mo_delivers(
             msg_content=content,
             link_id=link_id,
         )
-        for msg_id, content in zip(msg_ids, contents, strict=True)
+        for msg_id, content in zip(msg_ids, contents)
     ]
 
 

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_protocol,tests.test_simulator_behaviour -*-
 """The gateway side of one CMPP connection, as the simulator plays it."""
 
+from __future__ import annotations
+
 import time
 from typing import TYPE_CHECKING
 
@@ -74,7 +76,7 @@ class SimulatorProtocol(ReportKeeping, Protocol):
 
     log = Logger()
 
-    def __init__(self, gateway: "SimulatorFactory") -> None:
+    def __init__(self, gateway: SimulatorFactory) -> None:
         self.gateway = gateway
         self.clock = gateway.clock
         self.account: str | None = None

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_parts -*-
 """What the simulated gateway saw, for tests to assert on."""
 
+from __future__ import annotations
+
 import attrs
 
 from cmppsvc.codec import Submit

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_simulator_loopback -*-
 """``twistd cmppsim``: run the ISMG simulator as a Twisted service."""
 
+from __future__ import annotations
+
 import gc
 from pathlib import Path
 
@@ -206,7 +208,8 @@ class SimulatorService(Service):
         # process: out of the collector's view it no longer makes each full
         # collection a pause of tens of ms, which the client would see as a
         # late answer (the pipeline benchmark's latency tail).
-        gc.freeze()
+        if hasattr(gc, "freeze"):  # CPython's; PyPy's collector has none
+            gc.freeze()
         number = getattr(port.getHost(), "port", None)
         self.log.info("cmppsim listening on {address}", address=port.getHost())
         if self.port_file and number is not None:
