@@ -11,8 +11,9 @@ refused, which ``command_names`` turns back into names for the log).
 from __future__ import annotations
 
 import txredisapi
-from hiredis import pack_command
 from twisted.internet import defer
+
+from cmppsvc.resp import pack_command
 
 # Runs the batch: ARGV is, per command, its argument count then its arguments.
 # A command that fails (wrong type, bad argument) does not stop the others; its
@@ -49,8 +50,8 @@ def encode_command(arguments: tuple | list) -> tuple[bytes, int]:
     Returns the bytes and how many RESP arguments they hold. Arguments are
     str, bytes, int or float (floats as ``repr``); others raise ``TypeError``.
     """
-    # hiredis encodes in C, about twice as fast as Python: this runs for every
-    # argument written. Its array header is dropped: the batch has its own.
+    # One call for the whole command (hiredis's, in C, on CPython): this runs
+    # for every argument written. Its array header is dropped: the batch has its own.
     try:
         packed = pack_command((len(arguments), *arguments))
     except TypeError:

@@ -1,14 +1,14 @@
 # -*- test-case-name: tests.test_redisprotocol -*-
-"""txredisapi's Redis protocol with its per-value work done in C.
+"""txredisapi's Redis protocol, its per-value work done in C (or by the JIT).
 
 Every command cmppsvc sends and every reply it reads passes through two pure
 Python loops of txredisapi: ``_build_command`` encodes each argument, and
 ``tryConvertData`` walks each reply value (a stream read is hundreds of them) to
 decode it. Under load they took about a tenth of the service's CPU.
 
-``FastRedisProtocol`` encodes a command with ``hiredis.pack_command`` and decodes
-replies with a tight loop over exact types. Results are the same as
-txredisapi's for the settings cmppsvc uses (``charset="utf-8"``,
+``FastRedisProtocol`` encodes a command in one call (``cmppsvc.resp``: hiredis's
+on CPython) and decodes replies with a tight loop over exact types. Results are
+the same as txredisapi's for the settings cmppsvc uses (``charset="utf-8"``,
 ``convertNumbers=False``): text comes back as ``str``, bytes that are not UTF-8
 stay ``bytes``, integers stay ``int``. Any other setting, and any argument hiredis
 would encode differently (a float, a bool, text that cannot be encoded), takes
@@ -17,9 +17,9 @@ txredisapi's own path. Its connections also turn Nagle off (``cmppsvc.nodelay``)
 """
 
 import txredisapi
-from hiredis import pack_command
 
 from cmppsvc.nodelay import disable_nagle
+from cmppsvc.resp import Reader, pack_command
 
 # Arguments hiredis encodes exactly as txredisapi does. Floats are not among
 # them: txredisapi writes 1.5 as "1.500000".
@@ -62,6 +62,10 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # hiredis's reader on CPython, the pure-Python one on PyPy.
+        self._reader = Reader(
+            protocolError=txredisapi.InvalidData, replyError=txredisapi.ResponseError
+        )
         charset = (self.charset or "").replace("-", "").lower()
         self._fast = not self.convertNumbers and charset == "utf8"
 
