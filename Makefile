@@ -2,7 +2,7 @@
 #   make run    the service, a local Redis and the ISMG simulator, until Ctrl-C
 #   make test   formatting, lint and the whole trial suite
 
-.PHONY: run test bench install
+.PHONY: run test bench bench-pypy install
 
 install:
 	scripts/install
@@ -15,3 +15,7 @@ test:
 
 bench: install
 	.venv/bin/python -m bench.all
+
+# The engine and pipeline benchmarks on Debian's PyPy, as an extra
+bench-pypy:
+	scripts/bench-pypy
