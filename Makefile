@@ -16,6 +16,6 @@ test:
 bench: install
 	.venv/bin/python -m bench.all
 
-# The engine and pipeline benchmarks on Debian's PyPy, as an extra
+# The codec, engine and pipeline benchmarks on Debian's PyPy, as an extra
 bench-pypy:
 	scripts/bench-pypy

@@ -289,7 +289,7 @@ def dump_record(record: dict) -> str:
 
 
 def _pairs(flat: list):
-    return zip(flat[0::2], flat[1::2], strict=False)
+    return zip(flat[0::2], flat[1::2])
 
 
 def _parse_field(field) -> tuple[str, int]:

@@ -247,7 +247,7 @@ class LeaseKeeper:
             return False
 
         valid_for = self._valid_for(sent_at)
-        for channel_id, reply in zip(channel_ids, replies or (), strict=False):
+        for channel_id, reply in zip(channel_ids, replies or ()):
             watchdog = self._held.get(channel_id)
             if watchdog is None:
                 continue

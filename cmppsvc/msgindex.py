@@ -298,10 +298,7 @@ class MsgIdIndex:
                 self._answer(self._not_found, msg_id, attempt, d)
                 continue
             flat = reply[1:]
-            entry = (
-                _entry(zip(flat[0::2], flat[1::2], strict=False), msg_id, self.log)
-                or {}
-            )
+            entry = _entry(zip(flat[0::2], flat[1::2]), msg_id, self.log) or {}
             self._answer(d[0], (entry, count == 1), *d[2])
 
     def _match_failed(self, failure, reports: list) -> None:
@@ -368,5 +365,5 @@ class MsgIdIndex:
             items = list(reply.items())
         else:
             reply = reply or []
-            items = list(zip(reply[0::2], reply[1::2], strict=False))
+            items = list(zip(reply[0::2], reply[1::2]))
         return _entry(items, msg_id, self.log)

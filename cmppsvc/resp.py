@@ -21,8 +21,6 @@ MAX_BULK = 512 * 1024 * 1024
 MAX_ARRAY = 16 * 1024 * 1024
 MAX_DEPTH = 32
 
-_CRLF = b"\r\n"
-
 
 def pure_pack_command(arguments: tuple) -> bytes:
     """One command as RESP, as ``hiredis.pack_command`` encodes it: str as
@@ -44,113 +42,156 @@ def pure_pack_command(arguments: tuple) -> bytes:
 
 
 def _other(value) -> bytes:
-    # What hiredis accepts besides the exact types: subclasses of str, int
-    # (not bool) and float, and memoryview.
+    # What hiredis accepts besides the exact types: subclasses of bytes, str
+    # and float (with their own repr), and memoryview; not int subclasses.
+    if isinstance(value, bytes):
+        return bytes(value)
     if isinstance(value, str):
         return str.encode(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int.__repr__(value).encode()
     if isinstance(value, float):
-        return float.__repr__(value).encode()
+        return repr(value).encode()
     if isinstance(value, memoryview):
         return value.tobytes()
     raise TypeError("A tuple item must be str, int, float or bytes.")
 
 
-class _Incomplete(Exception):  # noqa: N818 (a signal, not an error)
-    """The buffer ends inside the reply being read."""
+_TYPES = frozenset(b"$*:+-")
+_DIGITS = frozenset(b"0123456789")
+# Longest integer line Redis sends: a signed 64-bit number.
+_MAX_DIGITS = 20
 
 
 class PureReader:
     """``hiredis.Reader``'s interface in plain Python: ``feed(data)``, then
     ``gets()`` for each complete reply, ``False`` while none is. Error replies
     come back as ``replyError`` instances; a stream that is not RESP raises
-    ``protocolError``, after which the reader is unusable, as hiredis's."""
+    ``protocolError``, and so does every later ``gets``, as with hiredis.
+
+    Reading is resumable: an unfinished array keeps the values read so far,
+    so a large reply fed in many pieces costs what reading it once does.
+    """
 
     def __init__(
         self, protocolError=hiredis.ProtocolError, replyError=hiredis.ReplyError
     ):
         self._protocol_error = protocolError
         self._reply_error = replyError
-        self._buffer = b""
+        self._buffer = bytearray()
         self._position = 0
+        # Unfinished arrays, outermost first: [values, count still to read].
+        self._arrays: list[list] = []
+        self._broken: str | None = None
 
     def feed(self, data, offset: int = 0, length: int = -1) -> None:
         if length < 0:
             length = len(data) - offset
-        chunk = bytes(data[offset : offset + length])
-        if self._position:
-            self._buffer = self._buffer[self._position :] + chunk
+        if not 0 <= offset <= offset + length <= len(data):
+            raise ValueError("offset and length out of range")
+        # Consumed bytes are dropped once they are most of the buffer.
+        if self._position > 65536 and self._position * 2 > len(self._buffer):
+            del self._buffer[: self._position]
             self._position = 0
-        else:
-            self._buffer += chunk
+        self._buffer += memoryview(data)[offset : offset + length]
 
     def gets(self):
-        if self._position >= len(self._buffer):
-            return False
+        if self._broken is not None:
+            raise self._protocol_error(self._broken)
         try:
-            reply, self._position = self._read(self._position)
-        except _Incomplete:
-            return False
-        return reply
+            return self._next_reply()
+        except self._protocol_error as error:
+            self._broken = str(error)
+            raise
 
-    def _line(self, position: int) -> tuple[bytes, int]:
-        end = self._buffer.find(_CRLF, position)
-        if end < 0:
-            if len(self._buffer) - position > MAX_LINE:
-                raise self._protocol_error("line too long")
-            raise _Incomplete
-        if end - position > MAX_LINE:
-            raise self._protocol_error("line too long")
-        return self._buffer[position:end], end + 2
+    def _fail(self, reason: str):
+        raise self._protocol_error(reason)
 
-    def _number(self, text: bytes) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise self._protocol_error(f"bad number {text[:32]!r}") from None
+    def _next_reply(self):
+        arrays = self._arrays
+        while True:
+            value = self._value()
+            if value is _INCOMPLETE:
+                return False
+            if value is _ARRAY_STARTED:
+                if arrays[-1][1]:
+                    continue
+                value = arrays.pop()[0]
+            # Close every array this value completes.
+            while arrays:
+                values_left = arrays[-1]
+                values_left[0].append(value)
+                values_left[1] -= 1
+                if values_left[1]:
+                    break
+                value = arrays.pop()[0]
+            else:
+                return value
 
-    def _read(self, position: int, depth: int = 0):
+    def _value(self):
+        """The next value (or a new array pushed): the position moves past it
+        only when it is complete."""
         buffer = self._buffer
+        position = self._position
         if position >= len(buffer):
-            raise _Incomplete
+            return _INCOMPLETE
         kind = buffer[position]
-        line, position = self._line(position + 1)
+        if kind not in _TYPES:
+            self._fail(f"unknown reply type {bytes([kind])!r}")
+        end = buffer.find(b"\r\n", position + 1)
+        if end < 0:
+            if len(buffer) - position > MAX_LINE:
+                self._fail("line too long")
+            return _INCOMPLETE
+        if end - position > MAX_LINE:
+            self._fail("line too long")
+        line = bytes(buffer[position + 1 : end])
+        after = end + 2
+
         if kind == 36:  # $ bulk string
-            size = self._number(line)
+            size = self._size(line, MAX_BULK, "bulk string")
             if size < 0:
-                return None, position
-            if size > MAX_BULK:
-                raise self._protocol_error(f"bulk string of {size} bytes")
-            end = position + size
-            if end + 2 > len(buffer):
-                raise _Incomplete
-            if buffer[end : end + 2] != _CRLF:
-                raise self._protocol_error("bulk string without its CRLF")
-            return buffer[position:end], end + 2
+                self._position = after
+                return None
+            if after + size + 2 > len(buffer):
+                return _INCOMPLETE
+            if buffer[after + size : after + size + 2] != b"\r\n":
+                self._fail("bulk string without its CRLF")
+            self._position = after + size + 2
+            return bytes(buffer[after : after + size])
         if kind == 42:  # * array
-            count = self._number(line)
+            count = self._size(line, MAX_ARRAY, "array")
+            self._position = after
             if count < 0:
-                return None, position
-            if count > MAX_ARRAY:
-                raise self._protocol_error(f"array of {count} values")
-            if depth >= MAX_DEPTH:
-                raise self._protocol_error(f"arrays nested deeper than {MAX_DEPTH}")
-            depth += 1
-            values = []
-            append = values.append
-            read = self._read
-            for _ in range(count):
-                value, position = read(position, depth)
-                append(value)
-            return values, position
+                return None
+            if len(self._arrays) >= MAX_DEPTH:
+                self._fail(f"arrays nested deeper than {MAX_DEPTH}")
+            self._arrays.append([[], count])
+            return _ARRAY_STARTED
+        self._position = after
         if kind == 58:  # : integer
-            return self._number(line), position
+            return self._integer(line)
         if kind == 43:  # + status
-            return line, position
-        if kind == 45:  # - error
-            return self._reply_error(line.decode("utf-8", "replace")), position
-        raise self._protocol_error(f"unknown reply type {bytes([kind])!r}")
+            return line
+        return self._reply_error(line.decode("utf-8", "replace"))  # - error
+
+    def _integer(self, line: bytes) -> int:
+        digits = line[1:] if line[:1] == b"-" else line
+        if not digits or len(digits) > _MAX_DIGITS or not _DIGITS.issuperset(digits):
+            self._fail(f"bad integer {line[:32]!r}")
+        return int(line)
+
+    def _size(self, line: bytes, limit: int, what: str) -> int:
+        if line == b"-1":
+            return -1
+        if not line or len(line) > _MAX_DIGITS or not _DIGITS.issuperset(line):
+            self._fail(f"bad {what} length {line[:32]!r}")
+        size = int(line)
+        if size > limit:
+            self._fail(f"{what} of {size} announced, more than {limit}")
+        return size
+
+
+_INCOMPLETE = object()
+_ARRAY_STARTED = object()
 
 
 if sys.implementation.name == "pypy":

@@ -57,5 +57,5 @@ def read(redis, channel_id: str):
     if isinstance(reply, dict):
         items = reply.items()
     else:
-        items = zip(reply[0::2], reply[1::2], strict=False) if reply else ()
+        items = zip(reply[0::2], reply[1::2]) if reply else ()
     return {reply_text(name): reply_text(value) for name, value in items}

@@ -139,10 +139,7 @@ class ReconnectTests(ConnectorTestCase):
         self.tick(20)
         # Dropped at START; refused after 1 s, 2 s and 4 s; connected after 8 s.
         attempts = self.endpoint.attempts
-        gaps = [
-            later - earlier
-            for earlier, later in zip(attempts, attempts[1:], strict=False)
-        ]
+        gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
         self.assertEqual(gaps, [1.0, 2.0, 4.0, 8.0])
         self.tick(40)
         self.assertEqual(len(self.endpoint.attempts), 5)

@@ -112,7 +112,7 @@ class ReaderTests(unittest.TestCase):
 
     def test_garbage_is_a_protocol_error_that_names_it(self):
         self.assert_refused(b"?what\r\n", "unknown reply type")
-        self.assert_refused(b":12x\r\n", "bad number")
+        self.assert_refused(b":12x\r\n", "bad integer")
         self.assert_refused(b"$3\r\nabcde\r\n", "without its CRLF")
 
     def test_announced_sizes_are_bounded_before_waiting_for_them(self):

@@ -193,7 +193,7 @@ class SigkillTests(ChildProcessCase):
 
 def _group(group) -> dict[str, str]:
     """One group of XINFO GROUPS as {name: text}."""
-    info = dict(zip(group[0::2], group[1::2], strict=False))
+    info = dict(zip(group[0::2], group[1::2]))
     return {_text(name): _text(value) for name, value in info.items()}
 
 
