@@ -2,7 +2,7 @@
 #   make run    the service, a local Redis and the ISMG simulator, until Ctrl-C
 #   make test   formatting, lint and the whole trial suite
 
-.PHONY: run test bench bench-pypy install
+.PHONY: run test test-pypy bench bench-pypy install
 
 install:
 	scripts/install
@@ -19,3 +19,8 @@ bench: install
 # The codec, engine and pipeline benchmarks on Debian's PyPy, as an extra
 bench-pypy:
 	scripts/bench-pypy
+
+# The whole trial suite on Debian's PyPy
+test-pypy:
+	scripts/install-pypy
+	CMPPSVC_VENV=.venv-pypy scripts/test
