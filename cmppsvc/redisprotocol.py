@@ -14,12 +14,23 @@ stay ``bytes``, integers stay ``int``. Any other setting, and any argument hired
 would encode differently (a float, a bool, text that cannot be encoded), takes
 txredisapi's own path. Its connections also turn Nagle off (``cmppsvc.nodelay``).
 ``FastSentinelFactory`` gives a master found through Sentinel the same protocol.
+
+The AUTH and SELECT that open a connection are sent here, not by txredisapi,
+which stops reconnecting for good on any failure there: a connection lost or
+timed out during them is dropped and made again like any lost connection, and
+only a refusal (a wrong password, a database out of range) stops the pool,
+logged once, the password never shown.
 """
 
 import txredisapi
+from twisted.internet import defer
+from twisted.logger import Logger
 
 from cmppsvc.nodelay import disable_nagle
+from cmppsvc.redisoutage import failure_text, is_transient
 from cmppsvc.resp import Reader, pack_command
+
+log = Logger(namespace="cmppsvc.redisprotocol")
 
 # Arguments hiredis encodes exactly as txredisapi does. Floats are not among
 # them: txredisapi writes 1.5 as "1.500000".
@@ -68,13 +79,61 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
         )
         charset = (self.charset or "").replace("-", "").lower()
         self._fast = not self.convertNumbers and charset == "utf8"
+        # The handshake is ours (connectionMade): txredisapi's sees neither.
+        self._password, self.password = self.password, None
+        self._dbid, self.dbid = self.dbid, None
 
+    @defer.inlineCallbacks
     def connectionMade(self):
+        """AUTH and SELECT, then txredisapi's own opening (which marks the
+        connection usable, and through Sentinel first checks the role)."""
         # Nagle off: a command written while another is unanswered (a
         # write-behind batch, a report match) goes out at once instead of
         # waiting for the earlier one's reply (``cmppsvc.nodelay``).
         disable_nagle(self.transport)
-        return super().connectionMade()
+        step = "AUTH"
+        try:
+            if self._password is not None:
+                _raise_refusal((yield self.auth(self._password, self.username)))
+            step = "SELECT"
+            if self._dbid is not None:
+                _raise_refusal((yield self.select(self._dbid)))
+            step = "opening"
+            yield super().connectionMade()
+        except Exception as problem:
+            self._handshake_failed(step, problem)
+
+    def _handshake_failed(self, step: str, problem: Exception) -> None:
+        """Drop the connection; a refusal also stops the pool reconnecting."""
+        reason = failure_text(problem)
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        if is_transient(problem):
+            # The pool makes it again with its backoff; an outage that lasts
+            # is logged by the stores whose commands wait meanwhile.
+            log.debug(
+                "Redis connection failed during {step}, reconnecting: {reason}",
+                step=step,
+                reason=reason,
+            )
+            self.transport.loseConnection()
+            return
+
+        factory = self.factory
+        if not factory.stopped:
+            # Once per pool: its other connections are refused alike.
+            log.error(
+                "Redis {peer} refused {step} ({reason}): not reconnecting until "
+                "the Redis URL (password, database) is fixed and cmppsvc restarted",
+                peer=_peer_text(self.transport),
+                step=step,
+                reason=reason,
+            )
+        factory.stopTrying()
+        self.transport.loseConnection()
+        if not factory.isLazy:
+            # Its caller waits for the pool on this Deferred.
+            factory.connectionError(f"Redis refused {step}: {reason}")
 
     def _build_command(self, *args, **kwargs):
         same = _SAME_ENCODING
@@ -93,6 +152,20 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
         if self._fast:
             return decode_reply(data)
         return super().tryConvertData(data)
+
+
+def _raise_refusal(reply) -> None:
+    # txredisapi may hand an error reply back as a value rather than a failure.
+    if isinstance(reply, txredisapi.ResponseError):
+        raise reply
+
+
+def _peer_text(transport) -> str:
+    """host:port or socket path of the server, for a log line."""
+    peer = transport.getPeer()
+    if hasattr(peer, "port"):
+        return f"{peer.host}:{peer.port}"
+    return str(getattr(peer, "name", peer))
 
 
 class FastSentinelProtocol(FastRedisProtocol, txredisapi.SentinelRedisProtocol):

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from cmppsvc import keys
 from cmppsvc.commands import BadCommand, Command, check_channel_id, parse_command
 from cmppsvc.redisconn import RedisAddress, reply_text
+from cmppsvc.redisprotocol import FastRedisProtocol
 
 log = Logger(namespace="cmppsvc.reload")
 
@@ -45,8 +46,11 @@ RECONNECT_INITIAL = 0.2
 RECONNECT_MAX = 5.0
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
-    """Subscribes on every (re)connection and hands messages to the watcher."""
+class _Subscriber(FastRedisProtocol, txredisapi.SubscriberProtocol):
+    """Subscribes on every (re)connection and hands messages to the watcher.
+
+    ``FastRedisProtocol`` sends AUTH and SELECT: a connection lost during
+    them is made again, where txredisapi's own handshake stopped for good."""
 
     @defer.inlineCallbacks
     def connectionMade(self):
@@ -56,7 +60,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         watcher = self.factory.watcher
         try:
             yield super().connectionMade()
-            if not self.connected:
+            if not self.connected or self.transport.disconnecting:
                 return
             # one name per command: each answers with exactly one reply
             yield self.subscribe(keys.CONFIG_CHANGED)
