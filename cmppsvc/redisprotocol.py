@@ -135,6 +135,20 @@ class FastRedisProtocol(txredisapi.HiredisProtocol):
             # Its caller waits for the pool on this Deferred.
             factory.connectionError(f"Redis refused {step}: {reason}")
 
+    def dataReceived(self, data, unpause=False):
+        try:
+            super().dataReceived(data, unpause)
+        except txredisapi.InvalidData as problem:
+            # Not a Redis server, or a broken one: one line naming it, not a
+            # traceback; the pool reconnects with its backoff.
+            log.error(
+                "Redis {peer} sent what is not the Redis protocol ({reason}): "
+                "dropping the connection",
+                peer=_peer_text(self.transport),
+                reason=str(problem)[:200],
+            )
+            self.transport.abortConnection()
+
     def _build_command(self, *args, **kwargs):
         same = _SAME_ENCODING
         for value in args:

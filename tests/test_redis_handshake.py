@@ -364,3 +364,14 @@ class HandshakeMemoryTests(SynchronousTestCase):
         self.assertFalse(redis.factory.stopped)
         self.assertNoResult(self.ready)
         self.assertEqual(self.logged(), [])
+
+    def test_a_reply_that_is_not_redis_is_one_error_line(self):
+        redis = self.opened()
+        redis.transport.abortConnection = lambda: setattr(redis, "aborted", True)
+        redis.dataReceived(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        self.assertTrue(getattr(redis, "aborted", False))
+        [line] = self.logged()
+        self.assertIn("not the Redis protocol", line)
+        self.assertIn("127.0.0.1:6379", line)
+        self.assertNotIn(SECRET, line)
