@@ -27,6 +27,10 @@ log = Logger(namespace="cmppsvc.demo")
 
 LOOPBACK = "127.0.0.1"
 
+#: Where the demo serves the HTTP API unless --http says otherwise: a fixed
+#: loopback port, so that the README's curl lines work as written.
+DEMO_HTTP = f"tcp:8399:interface={LOOPBACK}"
+
 
 class DemoSetup(Service):
     """Loads the fixture and runs the simulator the demo channels dial.

@@ -31,6 +31,7 @@ from cmppsvc.channel import SharedStores
 from cmppsvc.collection import ChannelCollection
 from cmppsvc.config import ChannelConfig
 from cmppsvc.events import MAXLEN, EventWriter
+from cmppsvc.httpserver import HttpApiService, HttpListenError
 from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.localredis import LocalRedis, RedisServerError
 from cmppsvc.msgindex import TTL, MsgIdIndex
@@ -63,7 +64,9 @@ class CmppService(MultiService):
     batch and wait (cmppsvc.writebehind), `msgid_ttl` the lifetime in seconds
     of a Msg_Id index entry (cmppsvc.msgindex), `events_maxlen` the events
     stream's approximate cap (cmppsvc.events), `stop_timeout` the bound of
-    each step of a stop that cannot finish.
+    each step of a stop that cannot finish. `http_endpoint`, a Twisted server
+    endpoint description (``tcp:8080:interface=127.0.0.1``), serves the HTTP
+    API (cmppsvc.httpapi) there; `clock` is then the reactor that listens.
     The process's lease owner name is `consumer_name` plus a random suffix,
     unique per start; it is shown as `owner` in the channel status.
     """
@@ -86,6 +89,7 @@ class CmppService(MultiService):
         msgid_ttl: float = TTL,
         events_maxlen: int = MAXLEN,
         stop_timeout: float = STOP_TIMEOUT,
+        http_endpoint: str | None = None,
     ) -> None:
         super().__init__()
         self._redis_address = redis_address
@@ -113,6 +117,10 @@ class CmppService(MultiService):
         self.collection: ChannelCollection | None = None
         self._started: defer.Deferred | None = None
         self._start_error: defer.Failure | None = None
+        self.http: HttpApiService | None = None
+        if http_endpoint:
+            self.http = HttpApiService(http_endpoint, self, clock)
+            self.http.setServiceParent(self)
 
     def startService(self) -> None:
         """Start in the background; `whenStarted()` tells when it is done."""
@@ -151,6 +159,10 @@ class CmppService(MultiService):
 
     @defer.inlineCallbacks
     def _start(self):
+        if self.http is not None:
+            # Listening is the quick part to fail: find out before Redis.
+            yield self.http.whenListening()
+
         address = self._redis_address
         if address is None:
             self.local_redis = LocalRedis(self._redis_directory, port=self._redis_port)
@@ -224,7 +236,7 @@ class CmppService(MultiService):
         self._start_error = failure
         if failure.check(defer.CancelledError):
             log.info("cmppsvc start cancelled by a stop")
-        elif failure.check(RedisServerError):
+        elif failure.check(RedisServerError, HttpListenError):
             # The operator's to fix, and the message says how: no traceback.
             log.error("cmppsvc cannot start: {reason}", reason=failure.value)
         else:
@@ -238,6 +250,8 @@ class CmppService(MultiService):
         Redis waits at most `stop_timeout` seconds."""
         if self._started is not None and not self._started.called:
             self._started.cancel()
+        if self.http is not None:
+            yield self.http.stopService()  # no new requests while stopping
         if self.watcher is not None:
             yield self._bounded(self.watcher.disownServiceParent(), "pub/sub")
         if self.collection is not None:

@@ -134,6 +134,15 @@ class Options(usage.Options):
             int,
         ],
         [
+            "http",
+            None,
+            None,
+            "Serve the HTTP API (status, start/stop/reload, messages, /metrics) on "
+            "this Twisted server endpoint, e.g. tcp:8080:interface=127.0.0.1. It has "
+            "no authentication: keep it on loopback or behind a proxy that "
+            "authenticates. Default: no HTTP (with --demo: 127.0.0.1:8399).",
+        ],
+        [
             "fixture",
             None,
             None,
@@ -176,10 +185,26 @@ class Options(usage.Options):
         if not 1000 <= self["events-maxlen"] <= 1_000_000_000:
             raise usage.UsageError("--events-maxlen: 1000 to 1000000000 entries")
         if self["demo"]:
+            from cmppsvc.demo import DEMO_HTTP
+
+            self["http"] = self["http"] or DEMO_HTTP
             self["loopback-only"] = True
             self["fixture"] = self["fixture"] or default_fixture()
             if not os.path.exists(self["fixture"]):
                 raise usage.UsageError(f"--fixture: {self['fixture']} does not exist")
+        if self["http"]:
+            check_endpoint(self["http"])
+
+
+def check_endpoint(description: str) -> None:
+    """UsageError unless `description` is a server endpoint Twisted knows."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise usage.UsageError(f"--http: {error}") from None
 
 
 def end_process(
@@ -257,6 +282,7 @@ def makeService(options: Options) -> CmppService:
         write_interval=options["write-interval"],
         msgid_ttl=options["msgid-ttl"],
         events_maxlen=options["events-maxlen"],
+        http_endpoint=options["http"],
     )
     if demo is not None:
         demo.setServiceParent(service)
