@@ -24,7 +24,15 @@ def concatenation_reference(entry_id: str) -> int:
 class Part:
     """One SUBMIT of an entry: a destination and a segment."""
 
-    __slots__ = ("index", "destination", "pdu", "resend", "seq", "record_text")
+    __slots__ = (
+        "index",
+        "destination",
+        "pdu",
+        "resend",
+        "seq",
+        "record_text",
+        "handed",
+    )
 
     def __init__(self, index: int, destination: str, pdu: Submit) -> None:
         self.index = index
@@ -35,6 +43,9 @@ class Part:
         # The intended record as JSON: the sent record is this plus the
         # Sequence_Id and send time.
         self.record_text = ""
+        # Recorded and handed to the connector, not written to a connection
+        # yet (``OutboundFlow`` keeps few such parts: see its docstring).
+        self.handed = False
 
 
 class PendingMessage:

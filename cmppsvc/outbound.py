@@ -3,8 +3,13 @@
 
 An MT entry becomes one SUBMIT per destination and segment (a "part"). Before a
 part is handed to the connector its record is written to the in-flight hash
-and confirmed by Redis (one HSET for all the entries of one read), so after a
-crash a part without a record was certainly never sent. When its answer
+and confirmed by Redis (one HSET for all the parts handed over together), so
+after a crash a part without a record was certainly never sent. A recorded
+part may have been sent, so a restart resolves it by the restart policy
+(resend, or unknown): parts are therefore recorded and handed over only a few
+at a time, as the connector sends them (about a twentieth of a second of the
+channel's rate, at most two windows), not as soon as they are read; the rest
+wait here unrecorded, and after a crash they are simply sent. When its answer
 comes, its Msg_Id is indexed for report matching and its `submit` event is
 written in one atomic item with its done mark; the last part's item also
 deletes the entry's records and acknowledges the entry (XACK). The layout of
@@ -25,6 +30,7 @@ unknown and none failed.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -59,6 +65,14 @@ log = Logger(namespace="cmppsvc.outbound")
 # full, few enough that a stop or crash has little to resolve.
 PARTS_PER_WINDOW_SLOT = 4
 
+# Parts recorded and handed to the connector but not written to a connection
+# yet: at most this many seconds of the channel's rate (at least one part, at
+# most HANDOVER_WINDOWS windows). Enough to keep the windows full while the
+# next parts' records are confirmed; few enough that a crash leaves few parts
+# recorded that were never sent.
+HANDOVER_SECONDS = 0.05
+HANDOVER_WINDOWS = 2
+
 
 class OutboundFlow:
     """Turns one channel's MT entries into SUBMITs and their outcomes."""
@@ -91,6 +105,9 @@ class OutboundFlow:
         self._room_available = room_available
         self._stopping = False
         self.pending_parts = 0
+        # Parts read and not recorded yet, in order; how many are handed over.
+        self._unrecorded: deque[tuple[PendingMessage, Part]] = deque()
+        self._handed = 0
         self.counters = {
             "submitted": 0,
             "accepted": 0,
@@ -124,17 +141,56 @@ class OutboundFlow:
     def stop(self) -> None:
         """Take no more work; parts not sent yet stay for the next start."""
         self._stopping = True
+        # Never recorded in this run: the next start reads their entries again.
+        unrecorded, self._unrecorded = self._unrecorded, deque()
+        self._parts_finished(len(unrecorded))
 
     def entries_arrived(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """Start sending each entry read from the MT stream: the parts of all
-        of them are recorded in one confirmed write, then handed over."""
-        started = []
+        """Start sending each entry read from the MT stream: its parts wait
+        here until the connector can send them soon (``_hand_over``)."""
+        unrecorded = self._unrecorded
         for entry_id, fields in entries:
             work = self._start(entry_id, fields)
             if work is not None:
-                started.append(work)
-        if started:
-            self._send_when_recorded(started)
+                pending, parts = work
+                for part in parts:
+                    unrecorded.append((pending, part))
+        self._hand_over()
+
+    def _handover_limit(self) -> int:
+        config = self._config
+        windows = config.window * config.connections * HANDOVER_WINDOWS
+        limiter = getattr(self._connector, "limiter", None)
+        rate = getattr(limiter, "rate", None) or config.rate
+        return max(1, min(windows, int(rate * HANDOVER_SECONDS)))
+
+    def _hand_over(self) -> None:
+        """Record the next waiting parts (one confirmed write), then hand them
+        to the connector; once half of those handed over have gone out."""
+        unrecorded = self._unrecorded
+        if not unrecorded or self._stopping:
+            return
+        limit = self._handover_limit()
+        if self._handed > limit // 2:
+            return
+
+        started: list[tuple[PendingMessage, list[Part]]] = []
+        while unrecorded and self._handed < limit:
+            pending, part = unrecorded.popleft()
+            part.handed = True
+            self._handed += 1
+            if started and started[-1][0] is pending:
+                started[-1][1].append(part)
+            else:
+                started.append((pending, [part]))
+        self._send_when_recorded(started)
+
+    def _left_connector_queue(self, part: Part) -> None:
+        """The part was written to a connection, or will never be."""
+        if part.handed:
+            part.handed = False
+            self._handed -= 1
+            self._hand_over()
 
     def _start(
         self, entry_id: str, fields: dict[str, str]
@@ -220,6 +276,9 @@ class OutboundFlow:
         for pending, parts in started:
             if self._stopping:
                 # Never handed to the connector: not in flight.
+                for part in parts:
+                    part.handed = False
+                self._handed -= len(parts)
                 self._abandon(pending, [part.index for part in parts], True)
                 continue
             record = {"id": pending.message.message_id}
@@ -231,6 +290,7 @@ class OutboundFlow:
 
         def seq_assigned(seq: int) -> None:
             part.seq = seq
+            self._left_connector_queue(part)
             self._inflight.sent_text(
                 entry_id,
                 part.index,
@@ -331,6 +391,7 @@ class OutboundFlow:
     def _failed(
         self, error: Exception, pending: PendingMessage, part: Part, record
     ) -> None:
+        self._left_connector_queue(part)
         if isinstance(error, ChannelStopped):
             # Never sent (or refused with flow control): safe to send later.
             # Its field is deleted right after: a sent record still queued
