@@ -372,7 +372,9 @@ class OutboundFlow:
             "segment", segment,
             "segments", segments,
         )  # fmt: skip
-        if part.resend:
+        if part.resend or outcome.resent:
+            # Sent again after a restart or a lost connection: the first copy
+            # may have reached the gateway too.
             event += ("resend", 1)
         commands.append(event)
         if self._log_each:

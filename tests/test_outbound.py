@@ -88,9 +88,11 @@ class FakeConnector:
         d = self.submit(pdu, seq_assigned)
         d.addCallbacks(answered, lambda failure: failed(failure.value))
 
-    def answer(self, index: int, msg_id: int = 7, result: int = 0) -> None:
+    def answer(
+        self, index: int, msg_id: int = 7, result: int = 0, resent: bool = False
+    ) -> None:
         _pdu, seq, d = self.submits[index]
-        d.callback(SubmitOutcome(seq, msg_id, result, "ok", 1.0, 1.5, 1))
+        d.callback(SubmitOutcome(seq, msg_id, result, "ok", 1.0, 1.5, 1, resent))
 
 
 class FakeIndex:
@@ -203,6 +205,15 @@ class OutboundTests(SynchronousTestCase):
         self.writer.write_until_quiet()
         self.assertEqual(len(self.connector.submits), 5)
         self.assertEqual(flow.pending_parts, 5)
+
+    def test_a_part_sent_again_after_a_lost_connection_is_marked_resend(self):
+        self.flow().entries_arrived(
+            [("1-0", {"to": "13800000000", "text": "hi", "id": "a"})]
+        )
+        self.writer.write_all()
+        self.connector.answer(0, resent=True)
+        (event,) = [_event_fields(c) for c in self.writer.commands("XADD")]
+        self.assertEqual(event["resend"], 1)
 
     def test_parts_never_handed_over_are_left_unrecorded_at_a_stop(self):
         self.config = attrs.evolve(self.config, speed=20, send_rate=20)
