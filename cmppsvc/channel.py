@@ -36,6 +36,10 @@ log = Logger(namespace="cmppsvc.channel")
 # How often counters and latency summaries are written to the status hash.
 STATUS_INTERVAL = 5.0
 
+#: Default bound (seconds) of a stopping channel's wait for its last writes;
+#: Redis may be unreachable, and a stop must end.
+FLUSH_TIMEOUT = 10.0
+
 
 @attrs.define
 class SharedStores:
@@ -79,12 +83,16 @@ class ChannelService(Service):
         stores: SharedStores,
         clock: IReactorTime,
         endpoint_factory: Callable[[ConnectionSettings], Any] | None = None,
+        flush_timeout: float = FLUSH_TIMEOUT,
     ) -> None:
         self.config = config
         self.name = config.channel_id
         self._stores = stores
         self._clock = clock
         self._endpoint_factory = endpoint_factory
+        self.flush_timeout = flush_timeout
+        #: False when the last stop gave up waiting for the channel's writes.
+        self.flushed = True
         self.latencies = ChannelLatencies()
         self.state = "stopped"
         self.last_error = ""
@@ -98,9 +106,13 @@ class ChannelService(Service):
     @defer.inlineCallbacks
     def startService(self):
         """Reserve Sequence_Ids, load what was in flight, connect, read the MT
-        stream (this consumer's pending entries first: ``cmppsvc.recovery``)."""
+        stream (this consumer's pending entries first: ``cmppsvc.recovery``).
+
+        A stop while this waits for Redis ends the start where it is: the
+        channel then never connects."""
         Service.startService(self)
         self._stopped = None
+        self.flushed = True
         config = self.config
         stores = self._stores
         self._set_state("starting")
@@ -113,8 +125,13 @@ class ChannelService(Service):
             stores.sequence_store, config.channel_id, self._clock
         )
         yield self.allocator.start()
+        if self._stopped is not None:
+            return
         self.inflight = InFlightStore(stores.writer, stores.redis, config.channel_id)
-        self.recovered = Recovered((yield self.inflight.load()), channel_policy(config))
+        loaded = yield self.inflight.load()
+        if self._stopped is not None:
+            return
+        self.recovered = Recovered(loaded, channel_policy(config))
         if len(self.recovered):
             log.info(
                 "channel {channel} resuming entries={entries} "
@@ -170,6 +187,8 @@ class ChannelService(Service):
 
         Parts not sent yet stay pending in the MT stream; parts unanswered
         after the connector's stop timeout are resolved at the next start.
+        The flush waits at most `flush_timeout` (Redis may be away): what is
+        not written then stays queued, and `flushed` is False.
         A second call waits for the first stop.
         """
         if self._stopped is None:
@@ -193,7 +212,33 @@ class ChannelService(Service):
             self.allocator.stop()
         self._set_state("stopped")
         self._write_status()
-        yield self._stores.writer.flush()
+        self.flushed = yield self._flush_within_timeout()
+
+    def _flush_within_timeout(self) -> defer.Deferred:
+        """Fires with True once every write queued so far is written, or with
+        False (said once in the log) after `flush_timeout` seconds."""
+        writer = self._stores.writer
+        flushing = writer.flush()
+        flushing.addTimeout(self.flush_timeout, self._clock)
+
+        def given_up(failure):
+            failure.trap(defer.TimeoutError)
+            outbound = self.outbound
+            log.warn(
+                "channel {channel} stopped without its last writes: no answer "
+                "from Redis within {seconds} s, writes_queued={writes_queued} "
+                "(all channels) unfinished_parts={unfinished_parts}; they stay "
+                "queued, and what is not written before the process ends is "
+                "recovered at the next start (the MT entries stay pending, parts "
+                "in flight follow the restart policy)",
+                channel=self.config.channel_id,
+                seconds=self.flush_timeout,
+                writes_queued=writer.backlog,
+                unfinished_parts=outbound.pending_parts if outbound else 0,
+            )
+            return False
+
+        return flushing.addCallbacks(lambda _: True, given_up)
 
     def forget(self) -> defer.Deferred:
         """After a manual stop: resolve what this channel left in flight and

@@ -19,6 +19,11 @@ Rules (the operator's view):
 - Redis away: a check that fails is logged once per outage and left to the
   next rescan; nothing stops because Redis is gone for a while (only a lease
   that cannot be renewed stops its channel).
+- Process stop (`stopService`): every channel stops gracefully and gives its
+  lease back. Each wait on Redis is bounded by `stop_timeout`: for a check of
+  the channel still under way, for the channel's last writes, for the lease
+  release. A channel whose writes could not all be written keeps its lease,
+  left to lapse, so no other process takes the channel over before they are.
 - Manual stop (`stop_channel`): the id goes into ``cmppsvc:stopped`` first,
   then the owner stops the channel gracefully and, once its in-flight entries
   are resolved, deletes its cached Sequence_Id and in-flight keys; the Msg_Id
@@ -36,7 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from cmppsvc import keys
-from cmppsvc.channel import ChannelService, SharedStores
+from cmppsvc.channel import FLUSH_TIMEOUT, ChannelService, SharedStores
 from cmppsvc.commands import Command, check_channel_id
 from cmppsvc.config import ChannelConfig, ChannelConfigError, parse_channel_record
 from cmppsvc.lease import DEFAULT_TTL, LeaseKeeper
@@ -47,7 +52,7 @@ from cmppsvc.records import (
     same_config,
     scan_channel_ids,
 )
-from cmppsvc.redisoutage import OutageLog, is_transient
+from cmppsvc.redisoutage import OutageLog, failure_text, is_transient
 from cmppsvc.status import read as read_status
 from cmppsvc.takeover import CLAIM_PERIOD_LEASES, LeaseCoordination
 
@@ -77,12 +82,15 @@ class ChannelCollection(LeaseCoordination, Service):
         owner: str = "cmppsvc",
         lease_ttl: float = DEFAULT_TTL,
         lease_margin: float | None = None,
+        stop_timeout: float = FLUSH_TIMEOUT,
     ) -> None:
         self._stores = stores
         self._clock = clock
         self._endpoint_factory = endpoint_factory
         self._config_filter = config_filter
         self.owner = owner
+        #: Bound (seconds) of each wait on Redis while stopping.
+        self.stop_timeout = stop_timeout
         self.leases = LeaseKeeper(
             stores.redis, owner, clock, self._lease_lost, lease_ttl, lease_margin
         )
@@ -214,19 +222,65 @@ class ChannelCollection(LeaseCoordination, Service):
 
     @defer.inlineCallbacks
     def stopService(self):
-        """Stop every channel gracefully, then give its lease back."""
+        """Stop every channel gracefully, then give its lease back; ends
+        within a bounded time whatever Redis does (see the module)."""
         super().stopService()
         if self._takeover is not None and self._takeover.running:
             self._takeover.stop()
         yield defer.DeferredList(
             [
-                self._locked(channel_id, self._stop, channel_id, "process stopping")
-                for channel_id in list(self._channels)
+                self._stop_for_exit(channel_id)
+                for channel_id in sorted(set(self._channels) | set(self._locks))
             ],
             consumeErrors=True,
         )
         yield defer.DeferredList(list(self._stopping.values()), consumeErrors=True)
-        self.leases.stop()
+        left = self.leases.held()
+        if left:
+            log.warn(
+                "stopping: {count} channel leases not given back, left to lapse "
+                "within the lease time channels={channels}",
+                count=len(left),
+                channels=",".join(left),
+            )
+        self.leases.halt()
+
+    def longest_stop(self) -> float:
+        """Seconds `stopService` takes at most now: its three bounded waits
+        on Redis (a check under way, the last writes, the lease release)
+        and the slowest channel's graceful CMPP stop (answers, TERMINATE)."""
+        channels = [*self._channels.values(), *self._stopping]
+        cmpp = max((2 * channel.config.stop_timeout for channel in channels), default=0)
+        return 3 * self.stop_timeout + cmpp
+
+    def stopping_count(self) -> int:
+        """Channels running or still stopping."""
+        return len(self._channels) + len(self._stopping)
+
+    @defer.inlineCallbacks
+    def _stop_for_exit(self, channel_id: str):
+        """Stop a channel once the work under way for it is done (a check, a
+        restart), waiting for that at most `stop_timeout`."""
+        lock = self._locks.setdefault(channel_id, defer.DeferredLock())
+        taking = lock.acquire()
+        taking.addTimeout(self.stop_timeout, self._clock)
+        try:
+            yield taking
+        except defer.TimeoutError:
+            log.warn(
+                "stopping: gave up waiting for the check of channel={channel} "
+                "after {seconds} s (Redis unreachable?); stopping it anyway",
+                channel=channel_id,
+                seconds=self.stop_timeout,
+            )
+            yield self._stop(channel_id, "process stopping")
+            return
+        try:
+            yield self._stop(channel_id, "process stopping")
+        finally:
+            lock.release()
+            if not lock.locked and self._locks.get(channel_id) is lock:
+                del self._locks[channel_id]
 
     def load(self) -> defer.Deferred:
         """Look at every record once (kept for callers of the first version)."""
@@ -342,6 +396,9 @@ class ChannelCollection(LeaseCoordination, Service):
 
         if not self.running or not (yield self.leases.acquire(channel_id)):
             return
+        if not self.running:  # the process began to stop meanwhile
+            yield self._release(channel_id)
+            return
         yield self._start(channel_id, config)
 
     def _parse(self, channel_id: str, raw: Any) -> ChannelConfig | None:
@@ -362,7 +419,11 @@ class ChannelCollection(LeaseCoordination, Service):
     @defer.inlineCallbacks
     def _start(self, channel_id: str, config: ChannelConfig):
         channel = ChannelService(
-            config, self._stores, self._clock, self._endpoint_factory
+            config,
+            self._stores,
+            self._clock,
+            self._endpoint_factory,
+            flush_timeout=self.stop_timeout,
         )
         self._channels[channel_id] = channel
         try:
@@ -374,6 +435,8 @@ class ChannelCollection(LeaseCoordination, Service):
             yield self._stop_service(channel)
             yield self.leases.release(channel_id)
             return
+        if self._channels.get(channel_id) is not channel:
+            return  # stopped while it started (the process is stopping)
         self._stores.status.update(
             channel_id,
             {
@@ -400,7 +463,9 @@ class ChannelCollection(LeaseCoordination, Service):
     ):
         """Graceful stop (ChannelService.stopService: intake stops, answers are
         awaited for stop_timeout, parts not sent stay pending in the stream);
-        the lease is released afterwards unless restarting."""
+        the lease is released afterwards unless restarting, or unless the
+        channel's last writes are not written (the lease then lapses: no
+        other process may take the channel over before they are)."""
         channel = self._channels.pop(channel_id, None)
         if channel is None:
             return
@@ -411,8 +476,28 @@ class ChannelCollection(LeaseCoordination, Service):
         self._stores.status.update(channel_id, {"owner": "", "stop_reason": reason})
         if manual:
             yield self._forget(channel)
-        if release and self.leases.holds(channel_id):
-            yield self.leases.release(channel_id)
+        if release and channel.flushed and self.leases.holds(channel_id):
+            yield self._release(channel_id)
+
+    def _release(self, channel_id: str) -> defer.Deferred:
+        """Give the channel's lease back, waiting for Redis at most
+        `stop_timeout`: an unanswered release lapses with the lease time."""
+        releasing = self.leases.release(channel_id)
+        releasing.addTimeout(self.stop_timeout, self._clock)
+
+        def failed(failure):
+            log.warn(
+                "lease of channel={channel} not given back ({reason}); it lapses "
+                "within the lease time",
+                channel=channel_id,
+                reason=(
+                    f"no answer from Redis within {self.stop_timeout:g} s"
+                    if failure.check(defer.TimeoutError)
+                    else failure_text(failure)
+                ),
+            )
+
+        return releasing.addErrback(failed)
 
     def _stop_service(self, channel: ChannelService) -> defer.Deferred:
         """Stop a channel's service once, however many callers ask."""

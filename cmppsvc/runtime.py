@@ -10,8 +10,12 @@ flushes every write still queued, and only then lets Redis go: twistd and
 reactor's `before shutdown` trigger.
 
 A stop is bounded even while Redis is unreachable: a start still under way is
-cancelled, and each step waits at most `stop_timeout` seconds (writes still
-queued then are lost, and said so in the log).
+cancelled, and each step that needs Redis waits at most `stop_timeout` seconds
+(the channels' own waits: cmppsvc.collection). A step that gives up says so
+once in the log, with what is left unwritten; writes still queued at the end
+are lost with the process, and what they would have recorded is recovered at
+the next start (the MT entries stay pending; parts in flight follow the
+channel's restart policy: cmppsvc.recovery).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from cmppsvc.channel import SharedStores
 from cmppsvc.collection import ChannelCollection
@@ -211,6 +216,7 @@ class CmppService(MultiService):
             owner=self.owner,
             lease_ttl=self._lease_ttl,
             lease_margin=self._lease_margin,
+            stop_timeout=self.stop_timeout,
         )
         self.stores.mt_reader.start()
         self.collection.setServiceParent(self)
@@ -252,18 +258,35 @@ class CmppService(MultiService):
             self._started.cancel()
         if self.http is not None:
             yield self.http.stopService()  # no new requests while stopping
-        if self.watcher is not None:
+        if self.watcher is not None and self.watcher.parent is self:
             yield self._bounded(self.watcher.disownServiceParent(), "pub/sub")
-        if self.collection is not None:
-            yield self.collection.disownServiceParent()
+        collection = self.collection
+        if collection is not None and collection.parent is self:
+            # Bounded inside (each wait on Redis); this bound is the backstop.
+            yield self._bounded(
+                collection.disownServiceParent(),
+                "the channels",
+                seconds=collection.longest_stop() + self.stop_timeout,
+                left=lambda: {"channels_stopping": collection.stopping_count()},
+            )
         if self.stores is not None:
             yield self._bounded(self.stores.mt_reader.stop(), "the MT reader")
 
         yield super().stopService()
 
         if self.stores is not None:
-            yield self._bounded(self.stores.writer.flush(), "queued writes")
-            self.stores.writer.close()
+            writer = self.stores.writer
+            yield self._bounded(
+                writer.flush(),
+                "queued writes",
+                left=lambda: {"writes_not_written": writer.backlog},
+                note=(
+                    "lost with the process; the next start recovers them: "
+                    "MT entries stay pending, parts in flight follow the "
+                    "restart policy"
+                ),
+            )
+            writer.close()
         if self._reads is not None:
             yield self._bounded(self._reads.disconnect(), "Redis")
         elif self.redis is not None:
@@ -271,20 +294,43 @@ class CmppService(MultiService):
         if self.local_redis is not None:
             yield self.local_redis.stop()
 
-    def _bounded(self, waiting: Any, what: str) -> defer.Deferred:
-        """`waiting` (a Deferred or not), given up after `stop_timeout`."""
+    def _bounded(
+        self,
+        waiting: Any,
+        what: str,
+        seconds: float | None = None,
+        left: Callable[[], dict[str, int]] | None = None,
+        note: str = "",
+    ) -> defer.Deferred:
+        """`waiting` (a Deferred or not), cancelled after `seconds` (default:
+        `stop_timeout`) with one log line naming what is `left` (counts).
+        Fires with None either way: a stop goes on whatever a step did."""
+        if seconds is None:
+            seconds = self.stop_timeout
         waiting = defer.maybeDeferred(lambda: waiting)
-        waiting.addTimeout(self.stop_timeout, self._clock)
+        given_up: list[bool] = []
 
-        def given_up(failure):
-            if failure.check(defer.TimeoutError, defer.CancelledError):
-                log.warn(
-                    "stopping: gave up waiting for {what} after {seconds} s",
-                    what=what,
-                    seconds=self.stop_timeout,
-                )
-                return None
-            log.failure("stopping: {what} failed", failure, what=what)
-            return None
+        def give_up() -> None:
+            # Said before cancelling: a cancelled step may end quietly.
+            given_up.append(True)
+            counts = left() if left is not None else {}
+            log.warn(
+                "stopping: gave up waiting for {what} after {seconds} s{left}{note}",
+                what=what,
+                seconds=seconds,
+                left="".join(f" {name}={value}" for name, value in counts.items()),
+                note=f" ({note})" if note else "",
+                **counts,
+            )
+            waiting.cancel()
 
-        return waiting.addErrback(given_up)
+        timer = self._clock.callLater(seconds, give_up)
+
+        def ended(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure) and not given_up:
+                if not result.check(defer.CancelledError):  # not a failure
+                    log.failure("stopping: {what} failed", result, what=what)
+
+        return waiting.addBoth(ended)
