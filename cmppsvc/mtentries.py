@@ -1,5 +1,6 @@
-# -*- test-case-name: tests.test_mtqueue -*-
-"""MT stream entries: what one looks like to cmppsvc, and its acknowledgement.
+# -*- test-case-name: tests.test_mtqueue,tests.test_stale_entries -*-
+"""MT stream entries: what one looks like to cmppsvc, its acknowledgement and
+its release.
 
 An entry arrives from XREADGROUP as a flat list of field names and values; it is
 accepted only as UTF-8 text within a size bound, so a producer's garbage cannot
@@ -7,6 +8,11 @@ make the service allocate without limit. Each field is measured before it is
 decoded or copied, and a refusal names the field and keeps the caller's `id`
 when that field is readable, so the producer can match the `failed` event to
 its message. cmppsvc.mtqueue reads the entries.
+
+An entry a reader took for a channel that no longer runs in its process is
+released (``release_command``): handed to the consumer ``RELEASED_CONSUMER``,
+which no process reads as, and made to look idle for a day, so the process
+that runs the channel claims it at once, whatever its own consumer name.
 """
 
 from __future__ import annotations
@@ -29,6 +35,31 @@ _MAX_NAME_SHOWN = 64
 
 #: Problems listed in one reason; the rest are counted.
 _MAX_PROBLEMS_SHOWN = 3
+
+#: The consumer that holds released entries (no process may use the name).
+RELEASED_CONSUMER = "cmppsvc:released"
+
+#: Idle time (ms) given to a released entry: above every claim threshold.
+RELEASED_IDLE_MS = 24 * 3600 * 1000
+
+# KEYS[1] the stream; ARGV: group, this consumer, RELEASED_CONSUMER, idle ms,
+# then (entry id, delivery count) pairs. An entry is released only while it is
+# still pending for this consumer with the delivery count this consumer left:
+# one delivered again since (a restart's re-read, a claim) is someone's work.
+RELEASE_SCRIPT = """
+local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0}
+for i = 5, #ARGV - 1, 2 do
+  local found = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if found[1] and tonumber(found[1][4]) == tonumber(ARGV[i + 1]) then
+    claim[#claim + 1] = ARGV[i]
+  end
+end
+if #claim == 5 then return 0 end
+claim[#claim + 1] = 'IDLE'
+claim[#claim + 1] = ARGV[4]
+claim[#claim + 1] = 'JUSTID'
+return #redis.call(unpack(claim))
+"""
 
 EntryId = str
 Entry = tuple[EntryId, dict[str, str]]
@@ -194,3 +225,15 @@ def done_commands(channel_id: str, entry_ids: list[EntryId]) -> tuple[tuple]:
     the writes it must go with (the outcome of an entry's last part). The
     entries leave the stream later, with the next trim (``cmppsvc.mttrim``)."""
     return (("XACK", keys.mt_stream(channel_id), keys.MT_GROUP, *entry_ids),)
+
+
+def release_command(
+    channel_id: str, consumer: str, entries: list[tuple[EntryId, int]]
+) -> tuple:
+    """The EVAL that releases ``entries``, (entry id, delivery count) pairs
+    ``consumer`` holds and will not work on; its reply is how many were
+    released (see ``RELEASE_SCRIPT`` for those that are not)."""
+    arguments = [keys.MT_GROUP, consumer, RELEASED_CONSUMER, RELEASED_IDLE_MS]
+    for entry_id, deliveries in entries:
+        arguments += [entry_id, deliveries]
+    return ("EVAL", RELEASE_SCRIPT, 1, keys.mt_stream(channel_id), *arguments)

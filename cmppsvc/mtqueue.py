@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_mtqueue -*-
+# -*- test-case-name: tests.test_mtqueue,tests.test_stale_entries -*-
 """The MT consumer: one reader per process for the streams of all its channels.
 
 Producers add messages to ``cmppsvc:mt:<channel>``; every process reads them in
@@ -18,6 +18,26 @@ outcome events queued before it, so an entry is never acknowledged before its
 outcome is written. Acknowledged entries are trimmed from the streams every
 ``TRIM_INTERVAL`` seconds (``cmppsvc.mttrim``): producers need not (and must
 not) trim them.
+
+No entry stays pending with nobody working on it:
+
+- Every ``SWEEP_INTERVAL`` seconds the reader sweeps each channel it runs for
+  entries pending for another consumer for more than ``stale_idle`` seconds
+  (a process that died, or gave the channel up, after the one-time claim of a
+  takeover, cmppsvc.takeover) and claims them (XCLAIM) within the channel's
+  capacity; they are then sent like any other entry and a line says how many.
+  This consumer's own entries are never swept: they are being worked on here,
+  however long they wait. A sweep costs at most one XPENDING and one XCLAIM
+  of ``SWEEP_BATCH`` entries per channel, issued one channel after another on
+  the command connection; a channel with more pending entries is gone
+  through over several sweeps.
+- A read reply can arrive for a channel that stopped here meanwhile (Redis
+  held the read through an outage). Its entries are released
+  (``cmppsvc.mtentries.release_command``) so that whoever runs the channel
+  claims them at its next sweep, unless the channel restarted here (its new
+  start reads them again as this consumer's pending entries) or they were
+  delivered again since. Entries claimed for a channel that stopped during
+  the claim are released the same way.
 """
 
 from __future__ import annotations
@@ -33,11 +53,14 @@ from twisted.logger import Logger
 from cmppsvc import keys
 from cmppsvc.mtentries import (
     MAX_ENTRY_BYTES,
+    RELEASED_CONSUMER,
+    RELEASED_IDLE_MS,
     Entry,
     EntryId,
     decode_entry,
     done_commands,
     reader_connection,
+    release_command,
 )
 from cmppsvc.mttrim import trim_stream
 from cmppsvc.redisconn import reply_text
@@ -70,6 +93,16 @@ RETRY_MAX = 5.0
 #: Most XPENDING/XCLAIM rounds of one ``claim_stale`` call.
 CLAIM_ROUNDS = 10
 
+#: Seconds between two sweeps for entries other consumers left pending.
+SWEEP_INTERVAL = 30.0
+
+#: Seconds an entry must be pending for another consumer before a sweep takes
+#: it: far above the time any process works on an entry it still holds.
+STALE_IDLE = 300.0
+
+#: Most pending entries one sweep looks at, and claims, per channel.
+SWEEP_BATCH = 100
+
 
 @attrs.define
 class _Channel:
@@ -85,6 +118,8 @@ class _Channel:
     # Entries claimed while the pending entries are still being re-read: the
     # re-read must not deliver them a second time.
     claimed: set = attrs.Factory(set)
+    # Where the next sweep goes on through the stream's pending entries.
+    sweep_from: str = "-"
 
 
 def _power_of_two_floor(value: int) -> int:
@@ -105,7 +140,12 @@ class MTReader:
         count: int = 500,
         block_ms: int = 1000,
         max_entry_bytes: int = MAX_ENTRY_BYTES,
+        stale_idle: float = STALE_IDLE,
     ):
+        if consumer_name == RELEASED_CONSUMER:
+            raise ValueError(f"{RELEASED_CONSUMER!r} holds released entries")
+        if not 0 < stale_idle * 1000 < RELEASED_IDLE_MS:
+            raise ValueError("stale_idle must be above 0 and below a day")
         if callable(redis_factory_or_connection):
             self._connect = redis_factory_or_connection
             self._owned = True
@@ -118,6 +158,7 @@ class MTReader:
         self.count = count
         self.block_ms = block_ms
         self.max_entry_bytes = max_entry_bytes
+        self.stale_idle = stale_idle
 
         self.connection = None
         self._connecting = None
@@ -132,6 +173,10 @@ class MTReader:
         # Channels whose last trim failed for a cause that does not pass.
         self._trim_failing: dict[str, bool] = {}
         self._trimming.clock = clock
+        self._sweeping = task.LoopingCall(self._sweep_quietly)
+        self._sweeping.clock = clock
+        # Channels whose last sweep failed for a cause that does not pass.
+        self._sweep_failing: set[str] = set()
 
     # -- channels --------------------------------------------------------------
 
@@ -188,6 +233,8 @@ class MTReader:
         self._loop_done = self._loop()
         if not self._trimming.running:
             self._trimming.start(TRIM_INTERVAL, now=False)
+        if not self._sweeping.running:
+            self._sweeping.start(SWEEP_INTERVAL, now=False)
 
     def stop(self) -> defer.Deferred:
         """Stop reading; fires when the read loop has ended (at most about
@@ -197,6 +244,8 @@ class MTReader:
         self.wake()
         if self._trimming.running:
             self._trimming.stop()
+        if self._sweeping.running:
+            self._sweeping.stop()
         done = self._loop_done or defer.succeed(None)
         if self._owned and self.connection is not None:
             connection, self.connection = self.connection, None
@@ -273,11 +322,11 @@ class MTReader:
             if not pending:
                 break
             start = "(" + reply_text(pending[-1][0])
-            stale = [
-                reply_text(item[0])
+            stale = {
+                reply_text(item[0]): int(item[3]) + 1
                 for item in pending
                 if reply_text(item[1]) != self.consumer_name
-            ]
+            }
             if not stale:
                 continue
             entries = yield connection.execute_command(
@@ -288,10 +337,177 @@ class MTReader:
                 min_idle_ms,
                 *stale,
             )
+            if not self._current(channel):
+                yield self._release(connection, channel, entries, stale)
+                break
             if channel.cursor != ">":
                 channel.claimed.update(reply_text(item[0]) for item in entries)
             handled += self._hand_over(channel, entries)
         return handled
+
+    def sweep(self) -> defer.Deferred:
+        """Claim, for every channel read here, entries another consumer left
+        pending longer than ``stale_idle``, and deliver them (see the module
+        docstring); also done every ``SWEEP_INTERVAL`` while reading. Fires
+        with the number of entries delivered or rejected."""
+        return self._sweep()
+
+    def _sweep_quietly(self) -> defer.Deferred:
+        # The LoopingCall's call: a failure would end it.
+        return self._sweep().addErrback(
+            lambda failure: self.log.failure("MT sweep failed", failure)
+        )
+
+    @defer.inlineCallbacks
+    def _sweep(self):
+        handled = 0
+        for channel in list(self._channels.values()):
+            # A channel still reading its own pending entries would read the
+            # claimed ones again; it is swept once it has.
+            if not self._current(channel) or channel.cursor != ">":
+                continue
+            try:
+                handled += yield self._sweep_channel(channel)
+            except Exception:
+                failure = defer.Failure()
+                if is_transient(failure):
+                    break  # Redis is away: the read loop says so; next sweep
+                self._sweep_failed(failure, channel.channel_id)
+                continue
+            self._sweep_failing.discard(channel.channel_id)
+        return handled
+
+    @defer.inlineCallbacks
+    def _sweep_channel(self, channel: _Channel):
+        """One XPENDING, then at most one XCLAIM, for ``channel``."""
+        room = min(SWEEP_BATCH, channel.capacity())
+        if room <= 0:
+            return 0
+        redis = self.writer.redis
+        idle_ms = int(self.stale_idle * 1000)
+        pending = yield redis.execute_command(
+            "XPENDING",
+            channel.key,
+            keys.MT_GROUP,
+            "IDLE",
+            idle_ms,
+            channel.sweep_from,
+            "+",
+            SWEEP_BATCH,
+        )
+        pending = pending or []
+        stale: dict[str, int] = {}
+        consumers = set()
+        # Past the last entry listed, or from the start once all were listed.
+        next_from = "(" + reply_text(pending[-1][0]) if pending else "-"
+        if len(pending) < SWEEP_BATCH:
+            next_from = "-"
+        for item in pending:
+            consumer = reply_text(item[1])
+            if consumer == self.consumer_name:
+                continue
+            if len(stale) == room:
+                next_from = "(" + list(stale)[-1]
+                break
+            stale[reply_text(item[0])] = int(item[3]) + 1
+            consumers.add(consumer)
+        channel.sweep_from = next_from
+        if not stale or not self._current(channel):
+            return 0
+
+        entries = yield redis.execute_command(
+            "XCLAIM", channel.key, keys.MT_GROUP, self.consumer_name, idle_ms, *stale
+        )
+        if not self._current(channel):
+            yield self._release(redis, channel, entries, stale)
+            return 0
+        if entries:
+            self.log.info(
+                "claimed {count} MT entries left pending by {consumers} "
+                "channel={channel}",
+                count=len(entries),
+                consumers=", ".join(sorted(consumers)),
+                channel=channel.channel_id,
+            )
+        return self._hand_over(channel, entries)
+
+    def _sweep_failed(self, failure, channel_id: str) -> None:
+        # NOGROUP: the stream or its group is gone, nothing is pending (the
+        # read loop makes them again). Any other cause is said once.
+        if "NOGROUP" in str(failure.value) or channel_id in self._sweep_failing:
+            return
+        self._sweep_failing.add(channel_id)
+        self.log.warn(
+            "MT stream cannot be swept for stale entries channel={channel}: {cause}",
+            channel=channel_id,
+            cause=failure_text(failure),
+        )
+
+    def _current(self, channel: _Channel) -> bool:
+        """True while ``channel`` is what this reader reads for its id."""
+        return self._channels.get(channel.channel_id) is channel
+
+    @defer.inlineCallbacks
+    def _release(self, connection, channel: _Channel, entries, deliveries):
+        """Release entries taken for ``channel`` after it stopped here.
+
+        ``deliveries`` maps entry ids to the delivery count they had once
+        taken here; an entry not released (delivered again since, no longer
+        pending) is someone else's to finish. Never fails: a failure is logged
+        and leaves the entries pending for this consumer.
+        """
+        taken = [reply_text(item[0]) for item in entries or ()]
+        if not taken:
+            return
+        channel_id = channel.channel_id
+        try:
+            released = yield connection.execute_command(
+                *release_command(
+                    channel_id,
+                    self.consumer_name,
+                    [(entry_id, deliveries[entry_id]) for entry_id in taken],
+                )
+            )
+        except Exception:
+            self.log.warn(
+                "{count} MT entries taken for channel={channel} after it stopped "
+                "here could not be released; they stay pending for "
+                "consumer={consumer} until claimed: {cause}",
+                count=len(taken),
+                channel=channel_id,
+                consumer=self.consumer_name,
+                cause=failure_text(defer.Failure()),
+            )
+            return
+        self.log.info(
+            "released {released} of {count} MT entries taken for channel={channel} "
+            "after it stopped here: its owner claims them at its next sweep",
+            released=released,
+            count=len(taken),
+            channel=channel_id,
+        )
+
+    @defer.inlineCallbacks
+    def _dropped(self, connection, channel: _Channel, entries):
+        """A read reply for ``channel`` that no longer runs here."""
+        if not entries:
+            return
+        channel_id = channel.channel_id
+        now = self._channels.get(channel_id)
+        if channel.cursor != ">" or (now is not None and now.cursor != ">"):
+            # Already this consumer's pending entries before the read, or the
+            # channel started here again and reads them with its own.
+            self.log.info(
+                "{count} MT entries read for channel={channel} after it stopped "
+                "here stay pending for consumer={consumer}",
+                count=len(entries),
+                channel=channel_id,
+                consumer=self.consumer_name,
+            )
+            return
+        # New entries, delivered once: to this read.
+        deliveries = {reply_text(item[0]): 1 for item in entries}
+        yield self._release(connection, channel, entries, deliveries)
 
     # -- reading ---------------------------------------------------------------
 
@@ -451,7 +667,10 @@ class MTReader:
             key, entries = stream[0], stream[1]
             key = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
             channel = by_key.get(key)
-            if channel is None or self._channels.get(channel.channel_id) is not channel:
+            if channel is None:
+                continue
+            if not self._current(channel):
+                yield self._dropped(connection, channel, entries)
                 continue
             if channel.cursor != ">":
                 if not entries:

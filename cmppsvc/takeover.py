@@ -12,6 +12,8 @@ process holding its lease (cmppsvc.lease). Rules:
   a channel just started here, for ``CLAIM_PERIOD_LEASES`` lease times, and
   only while the stream's XPENDING summary names another consumer: a channel
   nobody left entries on costs one summary at its start, then nothing.
+  Entries left pending later, or still too fresh then, are taken by the MT
+  reader's periodic sweep (cmppsvc.mtqueue) once idle for ``STALE_IDLE``.
 - A process losing a lease stops the channel at once and aborts any
   connection left before the lease can expire.
 """
