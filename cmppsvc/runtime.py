@@ -40,7 +40,7 @@ from cmppsvc.httpserver import HttpApiService, HttpListenError
 from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.localredis import LocalRedis, RedisServerError
 from cmppsvc.msgindex import TTL, MsgIdIndex
-from cmppsvc.mtqueue import MTReader
+from cmppsvc.mtqueue import STALE_IDLE, MTReader
 from cmppsvc.redisconn import RedisAddress, connect_redis
 from cmppsvc.redisoutage import RetryingReads
 from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL, RecordWatcher
@@ -205,6 +205,8 @@ class CmppService(MultiService):
                 writer,
                 self._consumer_name,
                 self._clock,
+                # Never sooner than a takeover would claim them.
+                stale_idle=max(STALE_IDLE, 2 * self._lease_ttl),
             ),
             sequence_store=RedisSequenceStore(self.redis),
         )

@@ -20,6 +20,7 @@ from twisted.python import usage
 from cmppsvc.events import MAXLEN
 from cmppsvc.lease import DEFAULT_TTL
 from cmppsvc.msgindex import TTL
+from cmppsvc.mtentries import RELEASED_CONSUMER
 from cmppsvc.redisconn import RedisAddress
 from cmppsvc.reload import DEFAULT_RESCAN_INTERVAL
 from cmppsvc.runtime import CmppService
@@ -184,6 +185,11 @@ class Options(usage.Options):
             raise usage.UsageError("--msgid-ttl: 60 to 2592000 seconds")
         if not 1000 <= self["events-maxlen"] <= 1_000_000_000:
             raise usage.UsageError("--events-maxlen: 1000 to 1000000000 entries")
+        if self["consumer"] == RELEASED_CONSUMER:
+            raise usage.UsageError(
+                f"--consumer: {RELEASED_CONSUMER} is where entries are given back "
+                "for other processes to claim; choose another name"
+            )
         if self["demo"]:
             from cmppsvc.demo import DEMO_HTTP
 

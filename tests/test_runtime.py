@@ -105,6 +105,7 @@ class OptionTests(SynchronousTestCase):
             ["--events-maxlen", "10"],
             ["--lease-ttl", "0"],
             ["--rescan-interval", "-1"],
+            ["--consumer", "cmppsvc:released"],
         ):
             with self.assertRaises(usage.UsageError, msg=arguments):
                 self.parse(*arguments)
