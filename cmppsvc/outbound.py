@@ -8,7 +8,7 @@ after a crash a part without a record was certainly never sent. A recorded
 part may have been sent, so a restart resolves it by the restart policy
 (resend, or unknown): parts are therefore recorded and handed over only a few
 at a time, as the connector sends them (about a twentieth of a second of the
-channel's rate, at most two windows), not as soon as they are read; the rest
+channel's rate, at most four windows), not as soon as they are read; the rest
 wait here unrecorded, and after a crash they are simply sent. When its answer
 comes, its Msg_Id is indexed for report matching and its `submit` event is
 written in one atomic item with its done mark; the last part's item also
@@ -67,11 +67,11 @@ PARTS_PER_WINDOW_SLOT = 4
 
 # Parts recorded and handed to the connector but not written to a connection
 # yet: at most this many seconds of the channel's rate (at least one part, at
-# most HANDOVER_WINDOWS windows). Enough to keep the windows full while the
-# next parts' records are confirmed; few enough that a crash leaves few parts
-# recorded that were never sent.
+# most as many as may wait for the windows). Enough to keep the windows full
+# while the next parts' records are confirmed (behind the write-behind batch on
+# the wire, two round trips to Redis); few enough that a crash leaves few parts
+# recorded that were never sent. More are recorded once a quarter has gone out.
 HANDOVER_SECONDS = 0.05
-HANDOVER_WINDOWS = 2
 
 
 class OutboundFlow:
@@ -159,19 +159,19 @@ class OutboundFlow:
 
     def _handover_limit(self) -> int:
         config = self._config
-        windows = config.window * config.connections * HANDOVER_WINDOWS
+        windows = config.window * config.connections * PARTS_PER_WINDOW_SLOT
         limiter = getattr(self._connector, "limiter", None)
         rate = getattr(limiter, "rate", None) or config.rate
         return max(1, min(windows, int(rate * HANDOVER_SECONDS)))
 
     def _hand_over(self) -> None:
         """Record the next waiting parts (one confirmed write), then hand them
-        to the connector; once half of those handed over have gone out."""
+        to the connector; once a quarter of those handed over have gone out."""
         unrecorded = self._unrecorded
         if not unrecorded or self._stopping:
             return
         limit = self._handover_limit()
-        if self._handed > limit // 2:
+        if self._handed > limit - max(1, limit // 4):
             return
 
         started: list[tuple[PendingMessage, list[Part]]] = []
