@@ -25,6 +25,7 @@ from cmppsvc.connector import ChannelConnector
 from cmppsvc.inbound import InboundFlow
 from cmppsvc.inflight import InFlightStore
 from cmppsvc.latency import ChannelLatencies
+from cmppsvc.leasewrites import LeaseFencedWriter
 from cmppsvc.mtqueue import done_commands
 from cmppsvc.outbound import OutboundFlow
 from cmppsvc.recovery import Recovered, channel_policy
@@ -84,8 +85,12 @@ class ChannelService(Service):
         clock: IReactorTime,
         endpoint_factory: Callable[[ConnectionSettings], Any] | None = None,
         flush_timeout: float = FLUSH_TIMEOUT,
+        lease_owner: str | None = None,
     ) -> None:
         self.config = config
+        #: This process's lease owner name: the channel's writes are applied
+        #: only while no other process holds its lease (cmppsvc.leasewrites).
+        self.lease_owner = lease_owner
         self.name = config.channel_id
         self._stores = stores
         self._clock = clock
@@ -127,7 +132,10 @@ class ChannelService(Service):
         yield self.allocator.start()
         if self._stopped is not None:
             return
-        self.inflight = InFlightStore(stores.writer, stores.redis, config.channel_id)
+        writer = stores.writer
+        if self.lease_owner is not None:
+            writer = LeaseFencedWriter(writer, config.channel_id, self.lease_owner)
+        self.inflight = InFlightStore(writer, stores.redis, config.channel_id)
         loaded = yield self.inflight.load()
         if self._stopped is not None:
             return

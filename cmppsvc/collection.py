@@ -424,6 +424,7 @@ class ChannelCollection(LeaseCoordination, Service):
             self._clock,
             self._endpoint_factory,
             flush_timeout=self.stop_timeout,
+            lease_owner=self.owner,
         )
         self._channels[channel_id] = channel
         try:

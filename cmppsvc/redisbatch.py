@@ -20,23 +20,61 @@ from cmppsvc.resp import pack_command
 # position and error come back so the caller can log it. The shebang makes Redis
 # refuse the whole script up front when out of memory or read-only: the batch
 # then fails untouched and is retried as a whole.
-BATCH_SCRIPT = b"""#!lua
+#
+# A GUARD pseudo-command (GUARD, lease key, owner, n) makes the n commands after
+# it run only while the lease is that owner's or nobody's (each lease read once
+# per batch): the writes of a channel another process has taken over are
+# skipped, counted in one pair (0, reason) at the end of the reply.
+GUARD = "cmppsvc:guard"
+BATCH_SCRIPT = (
+    b"""#!lua
 local failed = {}
 local position = 1
 local index = 0
 local total = #ARGV
+local holders = {}
+local skipped = 0
 while position <= total do
   local size = tonumber(ARGV[position])
   index = index + 1
-  local reply = redis.pcall(unpack(ARGV, position + 1, position + size))
-  if type(reply) == 'table' and reply.err then
-    failed[#failed + 1] = index
-    failed[#failed + 1] = reply.err
+  if ARGV[position + 1] == '"""
+    + GUARD.encode()
+    + b"""' then
+    local key, owner = ARGV[position + 2], ARGV[position + 3]
+    local guarded = tonumber(ARGV[position + 4])
+    local holder = holders[key]
+    if holder == nil then
+      holder = redis.pcall('GET', key)
+      if type(holder) ~= 'string' then
+        holder = ''
+      end
+      holders[key] = holder
+    end
+    position = position + size + 1
+    if holder ~= '' and holder ~= owner then
+      for _ = 1, guarded do
+        position = position + tonumber(ARGV[position]) + 1
+        index = index + 1
+      end
+      skipped = skipped + 1
+    end
+  else
+    local reply = redis.pcall(unpack(ARGV, position + 1, position + size))
+    if type(reply) == 'table' and reply.err then
+      failed[#failed + 1] = index
+      failed[#failed + 1] = reply.err
+    end
+    position = position + size + 1
   end
-  position = position + size + 1
+end
+if skipped > 0 then
+  failed[#failed + 1] = 0
+  failed[#failed + 1] = skipped .. ' written-behind items skipped: '
+    .. 'their channel is leased by another process'
 end
 return failed
 """
+)
 
 _BATCH_HEADER = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (
     len(BATCH_SCRIPT),

@@ -355,6 +355,10 @@ class WriteBehind:
         names = command_names(b"".join(self._batch[0]))
         for position in range(0, len(failed), 2):
             index, error = failed[position], failed[position + 1]
+            if int(index) == 0:
+                # Not an error of Redis's: writes fenced off by a lease.
+                self.log.warn("{reason}", reason=error)
+                continue
             index = int(index) - 1
             name = names[index][:32] if 0 <= index < len(names) else b"?"
             self.log.error(
