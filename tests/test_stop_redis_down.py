@@ -305,8 +305,9 @@ class ChannelStopTests(ClockStopTestCase):
 class CollectionStopTests(ClockStopTestCase):
     """ChannelCollection.stopService with Redis unreachable."""
 
-    def running_collection(self) -> ChannelCollection:
-        collection = ChannelCollection(
+    def new_collection(self) -> ChannelCollection:
+        """A collection over the test's stores, gateway and clock."""
+        return ChannelCollection(
             self.stores,
             self.clock,
             lambda settings: self.endpoint,
@@ -314,6 +315,9 @@ class CollectionStopTests(ClockStopTestCase):
             lease_ttl=600.0,
             stop_timeout=STOP_TIMEOUT,
         )
+
+    def running_collection(self) -> ChannelCollection:
+        collection = self.new_collection()
         self.successResultOf(collection.startService())
         self.endpoint.gateway.login()
         self.assertEqual(len(collection), 1)
@@ -380,14 +384,7 @@ class CollectionStopTests(ClockStopTestCase):
     def test_a_channel_starting_when_redis_goes_away_is_stopped(self):
         self.writer.queue("SET", "before", "1")
         self.writer.stalled = True  # the channel's start waits for it
-        collection = ChannelCollection(
-            self.stores,
-            self.clock,
-            lambda settings: self.endpoint,
-            owner="test",
-            lease_ttl=600.0,
-            stop_timeout=STOP_TIMEOUT,
-        )
+        collection = self.new_collection()
         collection.startService()
         self.assertEqual(len(collection), 1)
 
